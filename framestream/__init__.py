@@ -1,0 +1,1 @@
+"""framestream: streaming, event-driven computer vision on Kafka, Faust, Triton and ClickHouse."""

@@ -1,0 +1,20 @@
+"""Message models for every topic. JSON Schema files in ``schemas/json`` are generated from them."""
+
+from schemas.alerts import Alert
+from schemas.base import SCHEMA_VERSION, Message
+from schemas.deadletter import DeadLetter
+from schemas.detections import BoundingBox, Detection, FrameDetections, StageTimings
+from schemas.frames import FrameMeta, ImageStats
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Alert",
+    "BoundingBox",
+    "DeadLetter",
+    "Detection",
+    "FrameDetections",
+    "FrameMeta",
+    "ImageStats",
+    "Message",
+    "StageTimings",
+]
