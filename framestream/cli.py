@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "migrate": "framestream.commands.migrate",
     "report": "framestream.commands.report",
     "bench": "framestream.commands.bench",
+    "setup": "framestream.commands.setup",
 }
 
 

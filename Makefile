@@ -1,0 +1,18 @@
+# The two commands of the README. Both work on a fresh machine (Python 3.11, no Docker).
+.PHONY: setup demo test bench
+
+setup:
+	./scripts/setup.sh
+
+# (a) the main job end to end on the embedded stack and the bundled sample
+demo: setup
+	.venv/bin/framestream run
+
+# (b) the test suite (unit + integration against real Tansu, tritonserver and chDB)
+test: setup
+	.venv/bin/python -m pytest
+
+bench: setup
+	.venv/bin/framestream bench detector
+	.venv/bin/framestream bench pipeline
+	.venv/bin/framestream bench sink
