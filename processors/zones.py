@@ -45,7 +45,7 @@ def check_polygon(points: Sequence[Sequence[float]], *, normalized: bool) -> Non
     if polygon.convex_hull.area == 0.0:
         raise ValueError("polygon is degenerate: its points are collinear (zero area)")
     if not polygon.is_valid:
-        reason = shapely.is_valid_reason(polygon)
+        reason = shapely.is_valid_reason(polygon).replace("[", " at [", 1)
         raise ValueError(f"polygon is not simple: {reason} (edges may only meet at shared corners)")
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.base import SCHEMA_VERSION, Message, UtcDatetime
+from schemas.base import SCHEMA_VERSION, Base64Bytes, Message, UtcDatetime
 
 
 class DeadLetter(Message):
@@ -17,7 +17,7 @@ class DeadLetter(Message):
     source_topic: str
     source_partition: int | None = None
     source_offset: int | None = None
-    key: bytes | None = None
+    key: Base64Bytes | None = None
     headers: dict[str, str] = Field(default_factory=dict)
-    original: bytes = Field(description="the record value exactly as received (base64 in JSON)")
+    original: Base64Bytes = Field(description="the record value exactly as received (base64 in JSON)")
     failed_at: UtcDatetime

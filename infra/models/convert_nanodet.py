@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 import tarfile
 import tempfile
@@ -63,6 +64,8 @@ MEAN_BGR = np.array([103.53, 116.28, 123.675], dtype=np.float32)
 STD_BGR = np.array([57.375, 57.12, 58.395], dtype=np.float32)
 TOLERANCE = 1e-4  # float32 reorderings between TF and onnxruntime stay far below this
 MODEL_MEMBERS = ("models/nanodet.json", "models/nanodet.bin")
+# Names tf2onnx invents: "<base>__<number>" with an optional ":<port>".
+GENERATED_NAME = re.compile(r"^(?P<stem>(?P<base>.*)__\d+)(?P<port>:\d+)?$")
 
 
 def sha256_of(path: Path) -> str:
@@ -151,29 +154,53 @@ def name_heads(heads: list[str], shapes: dict[str, list[int]]) -> dict[str, str]
     return dict(sorted(names.items(), key=lambda item: order.index(item[1])))
 
 
-def rename_tensor(graph: onnx.GraphProto, old: str, new: str) -> None:
-    """Rename a tensor everywhere it is produced, consumed or declared."""
+def rename_tensors(graph: onnx.GraphProto, mapping: dict[str, str]) -> None:
+    """Rename tensors everywhere they are produced, consumed, stored or declared."""
     for node in graph.node:
-        node.input[:] = [new if name == old else name for name in node.input]
-        node.output[:] = [new if name == old else name for name in node.output]
-    for info in [*graph.input, *graph.output]:
-        if info.name == old:
-            info.name = new
+        node.input[:] = [mapping.get(name, name) for name in node.input]
+        node.output[:] = [mapping.get(name, name) for name in node.output]
+    for item in [*graph.initializer, *graph.input, *graph.output, *graph.value_info]:
+        item.name = mapping.get(item.name, item.name)
+
+
+def canonical_generated_names(graph: onnx.GraphProto) -> None:
+    """Renumber the names tf2onnx invents ("Conv__145:0", "pad_const__59") in order of first use.
+
+    tf2onnx numbers them from a process-wide counter and its constant de-duplication keeps an
+    arbitrary copy, so two runs differ in these names only; renumbering makes the file
+    byte-reproducible. Every generated name is replaced, so new names cannot collide.
+    """
+    stems: dict[str, str] = {}
+    for node in graph.node:
+        for name in [node.name, *node.input, *node.output]:
+            match = GENERATED_NAME.match(name)
+            if match and match["stem"] not in stems:
+                stems[match["stem"]] = f"{match['base']}__{len(stems)}"
+
+    def renamed(name: str) -> str:
+        match = GENERATED_NAME.match(name)
+        return stems[match["stem"]] + (match["port"] or "") if match else name
+
+    for node in graph.node:
+        node.name = renamed(node.name)
+    tensors = {t for node in graph.node for t in [*node.input, *node.output]}
+    rename_tensors(graph, {name: renamed(name) for name in tensors})
+    graph.initializer.sort(key=lambda initializer: initializer.name)
 
 
 def cut_and_rename(model: onnx.ModelProto, head_names: dict[str, str]) -> onnx.ModelProto:
     """Keep the graph from the input to the heads, with readable names and a symbolic batch."""
     raw_input = model.graph.input[0].name
     cut = Extractor(shape_inference.infer_shapes(model)).extract_model([raw_input], list(head_names))
-    rename_tensor(cut.graph, raw_input, INPUT_NAME)
-    for old, new in head_names.items():
-        rename_tensor(cut.graph, old, new)
     # Inferred intermediate shapes carry batch 1; drop them and infer again from the symbolic input.
     del cut.graph.value_info[:]
+    rename_tensors(cut.graph, {raw_input: INPUT_NAME, **head_names})
+    canonical_generated_names(cut.graph)
     for info in [*cut.graph.input, *cut.graph.output]:
         info.type.tensor_type.shape.dim[0].ClearField("dim_value")
         info.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
     cut.graph.name = "nanodet"
+    cut.producer_name, cut.producer_version = "tf2onnx+onnx.utils.Extractor", tf2onnx.__version__
     return shape_inference.infer_shapes(cut, strict_mode=True)
 
 
@@ -185,12 +212,15 @@ def add_metadata(model: onnx.ModelProto, package: str) -> None:
         "mean 103.53,116.28,123.675; std 57.375,57.12,58.395",
         "outputs": "scores_s{8,16,32}: sigmoid class scores [N,80,H,W]; bins_s{8,16,32}: "
         "distance-bin logits [N,44,H,W] = 4 sides (l,t,r,b) x 11 bins; cell index y*W+x",
+        "decode": "centre ((x+0.5)*stride, (y+0.5)*stride); per side softmax over 11 bins, "
+        "expected bin index * stride = distance; box (cx-l, cy-t, cx+r, cy+b) in 416x416 input pixels",
     }
     onnx.helper.set_model_props(model, props)
 
 
-def load_tf_graph(root: Path) -> tf.Graph:
-    """The original TFJS graph as a TensorFlow graph, with weights read the way tf2onnx reads them."""
+def load_tf_graph(root: Path) -> tuple[tf.Graph, list[str]]:
+    """The original TFJS graph as a TensorFlow graph (weights read the way tf2onnx reads them)
+    and its output tensor names."""
     topology = json.loads((root / MODEL_MEMBERS[0]).read_text())
     data = (root / MODEL_MEMBERS[1]).read_bytes()
     weights, offset = {}, 0
@@ -205,12 +235,11 @@ def load_tf_graph(root: Path) -> tf.Graph:
     graph = tf.Graph()
     with graph.as_default():
         tf.import_graph_def(graph_def, name="")
-    return graph
+    return graph, [output["name"] for output in topology["signature"]["outputs"].values()]
 
 
-def run_tf_graph(graph: tf.Graph, image: np.ndarray) -> dict[tuple[int, ...], np.ndarray]:
-    """Run the TF graph on one [1,3,416,416] image; outputs keyed by (cells, channels) shape."""
-    outputs = [op.outputs[0] for op in graph.get_operations() if op.type == "Identity"]
+def run_tf_graph(graph: tf.Graph, outputs: list[str], image: np.ndarray) -> dict[tuple[int, ...], np.ndarray]:
+    """Run the TF graph on one [1,3,416,416] image; outputs keyed by their (cells, channels) shape."""
     with tf.compat.v1.Session(graph=graph) as session:
         values = session.run(outputs, {"input_1:0": image})
     return {value.shape[1:]: value for value in values}
@@ -242,16 +271,17 @@ def load_batch(paths: list[Path], size: int) -> np.ndarray:
     return np.concatenate([letterbox(image) for image in images[:size]])
 
 
-def max_diff_vs_tf(session: ort.InferenceSession, graph: tf.Graph, image: np.ndarray) -> float:
+def max_diff_vs_tf(session: ort.InferenceSession, root: Path, image: np.ndarray) -> float:
     """Largest |ONNX - TF| over all heads, after flattening [1,C,H,W] to TF's [1,H*W,C]."""
-    reference = run_tf_graph(graph, image)
+    reference = run_tf_graph(*load_tf_graph(root), image)
     names = [output.name for output in session.get_outputs()]
     worst = 0.0
     for name, value in zip(names, session.run(names, {INPUT_NAME: image})):
         _, channels, height, width = value.shape
         flat = value.reshape(1, channels, height * width).transpose(0, 2, 1)
-        worst = max(worst, float(np.abs(flat - reference[(height * width, channels)]).max()))
-        print(f"  {name}: {list(value.shape)}  max|onnx - tf| so far {worst:.3g}")
+        diff = float(np.abs(flat - reference[(height * width, channels)]).max())
+        print(f"  {name}: {list(value.shape)}  max |onnx - tf| {diff:.3g}")
+        worst = max(worst, diff)
     return worst
 
 
@@ -276,13 +306,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def verify(model_path: Path, root: Path, images: list[Path]) -> bool:
-    """Check the written model against TensorFlow and for batch independence; print the numbers."""
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+def verify(model: onnx.ModelProto, root: Path, images: list[Path]) -> bool:
+    """Check the model against TensorFlow and for batch independence; print the numbers."""
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     batch = load_batch(images, 4)
-    graph = load_tf_graph(root)
     print(f"verify vs TensorFlow graph on {images[0].name}:")
-    tf_diff = max_diff_vs_tf(session, graph, batch[:1])
+    tf_diff = max_diff_vs_tf(session, root, batch[:1])
     batch_diff = max_diff_batch(session, batch)
     print(f"max |onnx - tf| = {tf_diff:.3g}; max |batch4[i] - batch1(i)| = {batch_diff:.3g} (tolerance {TOLERANCE})")
     return tf_diff <= TOLERANCE and batch_diff <= TOLERANCE
@@ -300,14 +329,15 @@ def main(argv: list[str]) -> int:
         model = cut_and_rename(raw, heads)
         add_metadata(model, package)
         onnx.checker.check_model(model, full_check=True)
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(model, args.output)
-        print(f"wrote {args.output} opset {args.opset} sha256 {sha256_of(args.output)}")
         print(f"versions: tensorflow {tf.__version__}, tf2onnx {tf2onnx.__version__}, onnx {onnx.__version__}, "
               f"onnxruntime {ort.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
-        ok = verify(args.output, root, args.image)
-    print("OK" if ok else "FAILED: outputs differ beyond tolerance")
-    return 0 if ok else 1
+        if not verify(model, root, args.image):
+            print(f"FAILED: outputs differ beyond tolerance; {args.output} not written")
+            return 1
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, args.output)
+    print(f"wrote {args.output} opset {args.opset} sha256 {sha256_of(args.output)}")
+    return 0
 
 
 if __name__ == "__main__":

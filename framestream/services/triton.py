@@ -1,0 +1,300 @@
+"""Run the real ``tritonserver`` from the nvidia-pytriton wheel, serving ``triton_models/`` on CPU.
+
+The wheel ships the binary, the Python backend and one backend stub per Python version. As
+pytriton itself does, a temporary backend directory pairs ``libtriton_python.so`` with the
+stub for the Triton virtualenv's Python (3.11). That stub links ``libpython3.11``, so the
+interpreter's own lib directory goes first on LD_LIBRARY_PATH; PYTHONPATH gives the models
+the virtualenv's packages (numpy < 2, onnxruntime, Pillow, OpenCV) and the repository root
+(``processors/``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from framestream.settings import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+LOCALHOST = "127.0.0.1"
+_BIND_FAILURE = re.compile(r"address already in use|failed to bind|Failed to start (HTTP|GRPC|Metrics)", re.I)
+_MODEL_FAILURE = re.compile(r"failed to load '|UNAVAILABLE: |model_repository_manager.*error", re.I)
+
+
+class TritonStartError(RuntimeError):
+    """tritonserver did not become ready; the message says why (from its log)."""
+
+
+class PortInUseError(TritonStartError):
+    pass
+
+
+@dataclass(frozen=True)
+class TritonPorts:
+    http: int
+    grpc: int
+    metrics: int
+
+    @classmethod
+    def free(cls, host: str = LOCALHOST) -> TritonPorts:
+        """Three distinct ports the kernel reports free right now (bound to port 0, then released)."""
+        sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(3)]
+        try:
+            for sock in sockets:
+                sock.bind((host, 0))
+            http, grpc, metrics = (sock.getsockname()[1] for sock in sockets)
+        finally:
+            for sock in sockets:
+                sock.close()
+        return cls(http=http, grpc=grpc, metrics=metrics)
+
+
+@dataclass(frozen=True)
+class TritonDistribution:
+    """Where the wheel's files and the virtualenv's interpreter pieces are."""
+
+    tritonserver: Path
+    python_backend: Path  # folder with libtriton_python.so and triton_python_backend_utils.py
+    stub: Path
+    wheel_libs: Path  # nvidia_pytriton.libs
+    python_libdir: Path  # holds libpython3.X.so for the stub
+    site_packages: Path
+
+    @classmethod
+    def locate(cls, venv: Path) -> TritonDistribution:
+        python = venv / "bin" / "python"
+        if not python.exists():
+            raise TritonStartError(f"{venv}: no virtualenv here (missing bin/python); see DESIGN.md, Triton")
+        probe = "import json, sys, sysconfig; print(json.dumps([sysconfig.get_config_var('LIBDIR'), " \
+                "sysconfig.get_paths()['purelib'], '%d.%d' % sys.version_info[:2]]))"
+        libdir, purelib, version = json.loads(subprocess.check_output([str(python), "-c", probe], text=True))
+        package = Path(purelib) / "pytriton" / "tritonserver"
+        found = cls(
+            tritonserver=package / "bin" / "tritonserver",
+            python_backend=package / "backends" / "python",
+            stub=package / "python_backend_stubs" / version / "triton_python_backend_stub",
+            wheel_libs=Path(purelib) / "nvidia_pytriton.libs",
+            python_libdir=Path(libdir),
+            site_packages=Path(purelib),
+        )
+        for path in (found.tritonserver, found.python_backend / "libtriton_python.so", found.stub):
+            if not path.exists():
+                raise TritonStartError(f"{path} is missing: install nvidia-pytriton 0.7.0 into {venv}")
+        return found
+
+
+class LocalTriton:
+    """A tritonserver subprocess: ``with LocalTriton(repo, venv) as triton: triton.grpc_url``."""
+
+    def __init__(
+        self,
+        model_repository: Path,
+        venv: Path,
+        ports: TritonPorts | None = None,
+        log_file: Path | None = None,
+        host: str = LOCALHOST,
+        startup_timeout_s: float = 180.0,
+        pythonpath: tuple[Path, ...] = (REPO_ROOT,),
+    ) -> None:
+        self.model_repository = Path(model_repository).resolve()
+        self.venv = Path(venv)
+        self.ports = ports or TritonPorts.free(host)
+        self.host = host
+        self.startup_timeout_s = startup_timeout_s
+        self.pythonpath = pythonpath
+        self._log_file = Path(log_file) if log_file else None
+        self._workdir: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.ports.grpc}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.ports.http}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.ports.metrics}/metrics"
+
+    @property
+    def log_path(self) -> Path:
+        if self._log_file is not None:
+            return self._log_file
+        if self._workdir is None:
+            raise RuntimeError("tritonserver has not been started")
+        return self._workdir / "tritonserver.log"
+
+    def start(self) -> LocalTriton:
+        """Start tritonserver and wait until every model is ready; raise TritonStartError if not."""
+        if self._process is not None:
+            raise RuntimeError("this LocalTriton is already running")
+        if not (self.model_repository / "detector").is_dir():
+            log.warning("model repository %s has no detector model", self.model_repository)
+        for name, port in vars(self.ports).items():
+            _require_free_port(self.host, port, name)
+        distribution = TritonDistribution.locate(self.venv)
+        self._workdir = Path(tempfile.mkdtemp(prefix="framestream-triton-"))
+        backends = _prepare_backend_directory(distribution, self._workdir)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log_handle:
+            self._process = subprocess.Popen(
+                [str(distribution.tritonserver), *self._arguments(backends)],
+                stdout=log_handle,
+                stderr=subprocess.STDOUT,
+                env=self._environment(distribution),
+                start_new_session=True,  # its own process group: stop() can reach the model stubs too
+                preexec_fn=_die_with_parent,
+            )
+        log.info("tritonserver started", extra={"pid": self._process.pid, "grpc_url": self.grpc_url,
+                                                "log": str(self.log_path)})
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """SIGTERM (Triton unloads models and exits), then SIGKILL the process group if it hangs."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("tritonserver ignored SIGTERM for %.0f s; killing it", timeout_s)
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=timeout_s)
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)  # backend links (and the log unless log_file)
+            self._workdir = None
+
+    def __enter__(self) -> LocalTriton:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _arguments(self, backends: Path) -> list[str]:
+        return [
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={backends}",
+            # A batch of 16 letterboxed images is 33 MB; grow the stubs' shared memory in big steps.
+            "--backend-config=python,shm-default-byte-size=16777216",
+            "--backend-config=python,shm-growth-byte-size=16777216",
+            f"--http-address={self.host}",
+            f"--http-port={self.ports.http}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.ports.grpc}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.ports.metrics}",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            "--model-control-mode=none",
+            "--strict-readiness=true",
+            "--exit-on-error=true",
+            "--exit-timeout-secs=15",
+            "--log-verbose=0",
+        ]
+
+    def _environment(self, distribution: TritonDistribution) -> dict[str, str]:
+        env = dict(os.environ)
+        library_path = [str(distribution.python_libdir), str(distribution.wheel_libs)]
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(library_path + [p for p in [env.get("LD_LIBRARY_PATH")] if p])
+        env["PYTHONPATH"] = os.pathsep.join([str(distribution.site_packages), *map(str, self.pythonpath)])
+        env["PYTHONNOUSERSITE"] = "1"
+        env["PATH"] = os.pathsep.join([str(self.venv / "bin"), env.get("PATH", "")])
+        return env
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise self._diagnose(f"tritonserver exited with code {self._process.returncode} while starting")
+            if _http_ok(f"{self.http_url}/v2/health/ready"):
+                log.info("tritonserver ready", extra={"grpc_url": self.grpc_url})
+                return
+            time.sleep(0.25)
+        raise self._diagnose(f"tritonserver not ready after {self.startup_timeout_s:.0f} s")
+
+    def _diagnose(self, headline: str) -> TritonStartError:
+        """The most telling lines of the log: bind failures first, then model load failures."""
+        lines = _read_lines(self.log_path)
+        binds = [line for line in lines if _BIND_FAILURE.search(line)]
+        if binds:
+            return PortInUseError(f"{headline}: a port is taken ({self.ports}):\n" + "\n".join(binds[:5]))
+        models = [line for line in lines if _MODEL_FAILURE.search(line)]
+        if models:
+            return TritonStartError(f"{headline}: a model failed to load:\n" + "\n".join(_dedupe(models)[:10]))
+        return TritonStartError(f"{headline}; last log lines ({self.log_path}):\n" + "\n".join(lines[-25:]))
+
+
+def _prepare_backend_directory(distribution: TritonDistribution, workdir: Path) -> Path:
+    """backends/python/ = the wheel's Python backend + the stub for the virtualenv's Python."""
+    python_dir = workdir / "backends" / "python"
+    python_dir.mkdir(parents=True)
+    for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+        (python_dir / name).symlink_to(distribution.python_backend / name)
+    # A symlink, not a copy: the stub finds the wheel's libcudart through its $ORIGIN rpath.
+    (python_dir / "triton_python_backend_stub").symlink_to(distribution.stub)
+    return workdir / "backends"
+
+
+def _require_free_port(host: str, port: int, name: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            raise PortInUseError(f"cannot start tritonserver: {name} port {host}:{port} is in use ({error})") from error
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def _dedupe(lines: list[str]) -> list[str]:
+    seen: set[str] = set()
+    return [line.strip() for line in lines if not (line.strip() in seen or seen.add(line.strip()))]
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM tritonserver if the Python that started it dies.
+
+    Linux ties this to the starting *thread*: call ``start()`` from a thread that outlives
+    the server (the main thread), never from a short-lived worker thread.
+    """
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

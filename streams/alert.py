@@ -1,0 +1,116 @@
+"""Alert stage: per-frame detections in, alerts out, per-camera cooldowns in a faust table.
+
+The rules file is loaded once, when the stage is registered, so a bad file stops
+the worker before it consumes anything (``ConfigFileError`` names file, field and
+problem). The cooldown state is a RocksDB-backed table keyed by camera id whose
+changelog is partitioned like the detections topic: a camera's state lives with
+its partition, moves with it on a rebalance and is restored from the changelog
+after a restart.
+
+Per frame: evaluate, produce the alerts and wait for their delivery, then store
+the new cooldown state. A crash between the two re-raises the same alert ids on
+replay (deduplicated downstream) rather than losing an alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+from faust.types import EventT
+from pydantic import ValidationError
+
+from processors.rules import CooldownState, RuleEvaluator, load_rules
+from schemas import Alert, FrameDetections
+from schemas.base import utc_now
+from streams.app import COOLDOWNS_TABLE, WorkerContext, cooldowns_changelog, raw_topic
+from streams.deadletter import dead_letter_record
+from streams.delivery import Outgoing, hold, produce_in_order, release
+
+log = logging.getLogger(__name__)
+STAGE = "alert"
+
+
+def cooldowns_table(app: faust.App, context: WorkerContext) -> faust.Table:
+    partitions = context.settings.kafka.partitions
+    changelog = app.topic(
+        cooldowns_changelog(context.topics),
+        key_type=str, value_type=dict, key_serializer="json", value_serializer="json",
+        partitions=partitions, compacting=True, acks=False, internal=True,
+    )  # fmt: skip
+    return app.Table(
+        COOLDOWNS_TABLE, default=dict, key_type=str, value_type=dict,
+        partitions=partitions, changelog_topic=changelog, help="per camera: rule id -> captured_at of its last alert",
+    )  # fmt: skip
+
+
+def parse_detections(event: EventT) -> FrameDetections | tuple[str, str]:
+    """The frame's detections, or (reason, error type) when the record cannot be used here."""
+    try:
+        frame = FrameDetections.model_validate_json(event.message.value or b"")
+    except ValidationError as error:
+        return f"invalid FrameDetections: {error}", "ValidationError"
+    key = (event.message.key or b"").decode("utf-8", errors="replace")
+    if key != frame.camera_id:
+        # The cooldown state is stored in the record's partition, which is the key's.
+        return f"record key {key!r} differs from camera_id {frame.camera_id!r}", "KeyMismatch"
+    return frame
+
+
+class AlertStage:
+    def __init__(self, context: WorkerContext, evaluator: RuleEvaluator, table: faust.Table,
+                 alerts: faust.TopicT, deadletter: faust.TopicT) -> None:  # fmt: skip
+        self.context = context
+        self.metrics = context.metrics
+        self.evaluator = evaluator
+        self.table = table
+        self.alerts_topic = alerts
+        self.deadletter_topic = deadletter
+
+    async def process(self, event: EventT) -> None:
+        started = time.perf_counter()
+        frame = parse_detections(event)
+        if isinstance(frame, tuple):
+            reason, error_type = frame
+            record = dead_letter_record(self.deadletter_topic, event, stage=STAGE, reason=reason,
+                                        error_type=error_type, metrics=self.metrics)  # fmt: skip
+            await produce_in_order([record], ceiling_s=self.context.worker.retry_max_backoff_s)
+            self.metrics.frames.labels(stage=STAGE, outcome="deadletter").inc()
+        else:
+            await self._evaluate(frame)
+            self.metrics.frames.labels(stage=STAGE, outcome="ok").inc()
+        self.metrics.processed(event.message.tp, event.message.offset)
+        self.metrics.latency.labels(stage=STAGE, step="evaluate").observe(time.perf_counter() - started)
+
+    async def _evaluate(self, frame: FrameDetections) -> None:
+        state: CooldownState = dict(self.table[frame.camera_id])
+        evaluation = self.evaluator.evaluate(frame, state, raised_at=utc_now())
+        if evaluation.alerts:
+            await produce_in_order([self._record(alert) for alert in evaluation.alerts],
+                                   ceiling_s=self.context.worker.retry_max_backoff_s)  # fmt: skip
+            for alert in evaluation.alerts:
+                self.metrics.alerts.labels(rule_id=alert.rule_id).inc()
+                log.info("alert", extra={"alert_id": alert.alert_id, "severity": alert.severity.value})
+        if evaluation.state != state:
+            self.table[frame.camera_id] = evaluation.state
+
+    def _record(self, alert: Alert) -> Outgoing:
+        return Outgoing(self.alerts_topic, alert.camera_id.encode(), alert.model_dump_json().encode())
+
+
+def register(app: faust.App, context: WorkerContext) -> None:
+    rules = load_rules(context.settings.rules_file)  # raises ConfigFileError before anything is consumed
+    log.info("rules loaded", extra={"rules_file": str(context.settings.rules_file),
+                                    "rules": [rule.id for rule in rules.rules]})  # fmt: skip
+    stage = AlertStage(
+        context, RuleEvaluator(rules), cooldowns_table(app, context),
+        raw_topic(app, context.topics.alerts), raw_topic(app, context.topics.deadletter),
+    )  # fmt: skip
+
+    @app.agent(raw_topic(app, context.topics.detections), name=STAGE)
+    async def alert(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            hold([event])  # first, before any await: see streams/delivery.py
+            await stage.process(event)
+            await release(stream, [event])

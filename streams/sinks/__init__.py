@@ -1,0 +1,1 @@
+"""Sinks: where the persist stage writes messages (ClickHouse)."""

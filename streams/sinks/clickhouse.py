@@ -1,0 +1,294 @@
+"""Batched, idempotent, never-dropping inserts of messages into ClickHouse (the persist stage's sink).
+
+Contract (after quix-streams' batching sinks):
+
+- ``add(message)`` turns a FrameDetections / Alert / DeadLetter into rows and
+  buffers them per table. A message whose values cannot be stored raises
+  ``RowConversionError`` naming it, and nothing of it is buffered.
+- ``should_flush()`` is true once a table holds ``max_rows`` rows or its oldest
+  row waited ``max_interval_s``; at a steady load that is one INSERT per
+  table per interval.
+- ``flush()`` writes every table's buffer with one columnar INSERT each and
+  returns the counts. When it returns, everything added before is stored, so
+  the caller may commit its offsets.
+- Idempotent: rows whose id is already stored are skipped (a replay inserts
+  nothing), on top of the tables' own ReplacingMergeTree deduplication and
+  the replay-safe rollups (see infra/clickhouse/migrations).
+- Transient errors (connection refused, timeouts, overload) are retried with
+  exponential backoff until they pass or ``cancel()`` is called; rows are
+  never dropped. A permanent error is narrowed down to the messages causing
+  it and raised as ``PermanentInsertError`` naming them; the rest of the
+  batch is stored, so the caller dead-letters those messages and flushes again.
+
+Not thread-safe by design beyond a lock that serialises calls: a flush that is
+retrying blocks ``add``, which is the backpressure the pipeline wants.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
+from prometheus_client import Counter, Gauge, Histogram
+
+from framestream.services.clickhouse import is_transient, quote_identifier
+from streams.sinks.rows import TABLES, Persistable, Row, RowConversionError, Table, rows_for
+
+__all__ = ["ClickHouseSink", "FlushResult", "PermanentInsertError", "RetryPolicy", "RowConversionError", "SinkCancelled"]
+
+log = logging.getLogger(__name__)
+
+ROWS_INSERTED = Counter("framestream_sink_rows_inserted_total", "Rows written to ClickHouse", ["table"])
+ROWS_SKIPPED = Counter("framestream_sink_rows_skipped_total", "Rows not written because their id was already stored", ["table"])
+INSERTS = Counter("framestream_sink_inserts_total", "INSERT statements that succeeded", ["table"])
+RETRIES = Counter("framestream_sink_retries_total", "Transient ClickHouse errors retried", ["table"])
+INSERT_SECONDS = Histogram(
+    "framestream_sink_insert_seconds", "Time to store one table's batch (id lookup + INSERT)", ["table"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)  # fmt: skip
+BUFFERED_ROWS = Gauge("framestream_sink_buffered_rows", "Rows waiting for the next flush", ["table"])
+
+
+class SinkCancelled(RuntimeError):
+    """``cancel()`` was called while a flush was waiting to retry; the rows are still buffered."""
+
+
+class PermanentInsertError(RuntimeError):
+    """ClickHouse refused these messages' rows for a reason a retry cannot fix."""
+
+    def __init__(self, table: str, message_ids: Sequence[str], cause: BaseException) -> None:
+        self.table = table
+        self.message_ids = tuple(message_ids)
+        self.cause = cause
+        super().__init__(f"{table}: rows of {', '.join(self.message_ids)} refused: {cause}")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, capped at ``max_s``; retries go on until success or cancel."""
+
+    initial_s: float = 0.2
+    max_s: float = 15.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.max_s, self.initial_s * self.multiplier**attempt)
+        return base * (1.0 + random.uniform(-self.jitter, self.jitter))
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    """Rows written and rows skipped as already stored, per table."""
+
+    inserted: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.inserted.values())
+
+
+@dataclass
+class _TableBuffer:
+    table: Table
+    rows: dict[str, Row] = field(default_factory=dict)  # row id -> row; a re-added id replaces its row
+    owners: dict[str, str] = field(default_factory=dict)  # row id -> message id, for error reports
+    first_added: float | None = None
+
+    def discard(self, row_ids: Sequence[str]) -> None:
+        for row_id in row_ids:
+            self.rows.pop(row_id, None)
+            self.owners.pop(row_id, None)
+        if not self.rows:
+            self.first_added = None
+        BUFFERED_ROWS.labels(self.table.name).set(len(self.rows))
+
+
+class ClickHouseSink:
+    def __init__(
+        self,
+        connect: Callable[[], Client],
+        database: str,
+        *,
+        max_rows: int = 10_000,
+        max_interval_s: float = 1.0,
+        retry: RetryPolicy = RetryPolicy(),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_rows < 1 or max_interval_s <= 0:
+            raise ValueError(f"max_rows must be >= 1 and max_interval_s > 0 (got {max_rows}, {max_interval_s})")
+        self._connect = connect
+        self._database = quote_identifier(database)
+        self._max_rows = max_rows
+        self._max_interval_s = max_interval_s
+        self._retry = retry
+        self._clock = clock
+        self._buffers = {table.name: _TableBuffer(table) for table in TABLES}
+        self._client: Client | None = None
+        self._lock = threading.RLock()
+        self._cancelled = threading.Event()
+
+    @property
+    def buffered_rows(self) -> dict[str, int]:
+        return {name: len(buffer.rows) for name, buffer in self._buffers.items()}
+
+    def add(self, message: Persistable) -> None:
+        """Buffer the message's rows; raises ``RowConversionError`` (nothing buffered) when it cannot be stored."""
+        converted = rows_for(message)
+        with self._lock:
+            now = self._clock()
+            for part in converted.parts:
+                buffer = self._buffers[part.table.name]
+                for row in part.rows:
+                    row_id = part.table.row_id(row)
+                    buffer.rows[row_id] = row
+                    buffer.owners[row_id] = converted.message_id
+                if buffer.rows and buffer.first_added is None:
+                    buffer.first_added = now
+                BUFFERED_ROWS.labels(part.table.name).set(len(buffer.rows))
+
+    def should_flush(self) -> bool:
+        return self.seconds_until_due() == 0.0
+
+    def seconds_until_due(self) -> float | None:
+        """Seconds until some buffer is due for a flush (0.0: now); None when nothing is buffered."""
+        with self._lock:
+            waits = [self._wait_of(buffer) for buffer in self._buffers.values() if buffer.rows]
+        return min(waits) if waits else None
+
+    def _wait_of(self, buffer: _TableBuffer) -> float:
+        if len(buffer.rows) >= self._max_rows or buffer.first_added is None:
+            return 0.0
+        return max(0.0, buffer.first_added + self._max_interval_s - self._clock())
+
+    def flush(self) -> FlushResult:
+        """Store every buffered row (one INSERT per non-empty table); see the module doc for errors."""
+        result = FlushResult()
+        with self._lock:
+            for name, buffer in self._buffers.items():
+                if buffer.rows:
+                    inserted, skipped = self._flush_table(buffer)
+                    result.inserted[name] = inserted
+                    result.skipped[name] = skipped
+        return result
+
+    def cancel(self) -> None:
+        """Stop retrying: a flush waiting for ClickHouse raises ``SinkCancelled`` and keeps its rows."""
+        self._cancelled.set()
+
+    def close(self) -> FlushResult:
+        """Flush what is buffered, then release the connection (even when the flush fails)."""
+        try:
+            return self.flush() if not self._cancelled.is_set() else FlushResult()
+        finally:
+            self._discard_client()
+
+    def _flush_table(self, buffer: _TableBuffer) -> tuple[int, int]:
+        rows = list(buffer.rows.values())
+        inserted, skipped, refused = self._store_isolating(buffer, rows)
+        buffer.discard([buffer.table.row_id(row) for row in rows])
+        if refused is not None:
+            raise refused
+        return inserted, skipped
+
+    def _store_isolating(self, buffer: _TableBuffer, rows: list[Row]) -> tuple[int, int, PermanentInsertError | None]:
+        """Store ``rows``; on a permanent error, bisect by message so only the culprits are refused."""
+        try:
+            inserted, skipped = self._retrying(buffer.table, lambda client: self._store(client, buffer.table, rows))
+            return inserted, skipped, None
+        except (SinkCancelled, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            owners = list(dict.fromkeys(buffer.owners[buffer.table.row_id(row)] for row in rows))
+            if len(owners) == 1:
+                log.error("ClickHouse refused a message", extra={"table": buffer.table.name, "message_id": owners[0]})
+                return 0, 0, PermanentInsertError(buffer.table.name, owners, error)
+        halves = (set(owners[: len(owners) // 2]), set(owners[len(owners) // 2 :]))
+        totals = [0, 0]
+        refused: list[PermanentInsertError] = []
+        for half in halves:
+            subset = [row for row in rows if buffer.owners[buffer.table.row_id(row)] in half]
+            inserted, skipped, problem = self._store_isolating(buffer, subset)
+            totals[0] += inserted
+            totals[1] += skipped
+            if problem is not None:
+                refused.append(problem)
+        merged = PermanentInsertError(
+            buffer.table.name, [mid for problem in refused for mid in problem.message_ids], refused[0].cause
+        ) if refused else None  # fmt: skip
+        return totals[0], totals[1], merged
+
+    def _store(self, client: Client, table: Table, rows: list[Row]) -> tuple[int, int]:
+        """Insert the rows whose ids are not stored yet. Looking up first makes a retry after an
+        insert of unknown outcome (a timeout) safe as well as a replay."""
+        started = time.perf_counter()
+        stored = self._stored_ids(client, table, rows)
+        fresh = [row for row in rows if table.row_id(row) not in stored]
+        if fresh:
+            client.insert(
+                f"{self._database}.{table.name}", list(zip(*fresh)), column_names=table.columns, column_oriented=True
+            )
+            INSERTS.labels(table.name).inc()
+        INSERT_SECONDS.labels(table.name).observe(time.perf_counter() - started)
+        ROWS_INSERTED.labels(table.name).inc(len(fresh))
+        ROWS_SKIPPED.labels(table.name).inc(len(rows) - len(fresh))
+        return len(fresh), len(rows) - len(fresh)
+
+    def _stored_ids(self, client: Client, table: Table, rows: list[Row]) -> set[str]:
+        times = [getattr(row, table.time_column) for row in rows]
+        filters = [f"{column} IN {{{column}:Array(String)}}" for column in table.lookup_columns]
+        sql = (
+            f"SELECT {table.id_column} FROM {self._database}.{table.name} "
+            f"WHERE {table.time_column} >= fromUnixTimestamp64Milli({{lo:Int64}}) "
+            f"AND {table.time_column} <= fromUnixTimestamp64Milli({{hi:Int64}}) "
+            + "".join(f"AND {condition} " for condition in filters)
+            + f"AND {table.id_column} IN {{ids:Array(String)}}"
+        )
+        parameters: dict[str, object] = {
+            "lo": int(min(times).timestamp() * 1000) - 1,
+            "hi": int(max(times).timestamp() * 1000) + 1,
+            "ids": [table.row_id(row) for row in rows],
+        }
+        for column in table.lookup_columns:
+            parameters[column] = sorted({getattr(row, column) for row in rows})
+        return {str(value) for (value,) in client.query(sql, parameters=parameters).result_rows}
+
+    def _retrying(self, table: Table, operation: Callable[[Client], tuple[int, int]]) -> tuple[int, int]:
+        attempt = 0
+        while True:
+            try:
+                return operation(self._get_client())
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                delay = self._retry.delay(attempt)
+                attempt += 1
+                RETRIES.labels(table.name).inc()
+                log.warning(
+                    "ClickHouse unavailable, retrying",
+                    extra={"table": table.name, "attempt": attempt, "retry_in_s": round(delay, 3), "error": str(error)},
+                )
+                if not isinstance(error, DatabaseError):
+                    self._discard_client()  # the connection itself failed: open a new one next time
+                if self._cancelled.wait(delay):
+                    raise SinkCancelled(f"cancelled while {table.name} waited for ClickHouse") from error
+
+    def _get_client(self) -> Client:
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    def _discard_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # a broken connection may fail to close; it is dropped either way
+                log.debug("closing a broken ClickHouse client failed", exc_info=True)

@@ -1,0 +1,316 @@
+"""Messages to ClickHouse rows: one row type per table, pure functions, no I/O.
+
+The field order of each row type is the column order of its INSERT, so a row
+tuple goes to clickhouse-connect unchanged. Values are checked here against
+the column types (integer widths, finite floats, encodable text) so that a
+message that cannot be stored fails alone, at ``add`` time, with its id,
+instead of failing a whole batch later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple, TypeAlias
+
+from schemas import Alert, DeadLetter, FrameDetections
+
+ORIGINAL_HEAD_BYTES = 4096
+
+UINT16 = (0, 2**16 - 1)
+UINT32 = (0, 2**32 - 1)
+UINT64 = (0, 2**64 - 1)
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+
+
+class FrameRow(NamedTuple):
+    event_id: str
+    camera_id: str
+    frame_seq: int
+    captured_at: datetime
+    detected_at: datetime
+    width: int
+    height: int
+    model_name: str
+    model_version: str
+    object_count: int
+    brightness: float | None
+    sharpness: float | None
+    ingest_ms: float | None
+    queue_ms: float | None
+    batch_wait_ms: float | None
+    triton_ms: float | None
+
+
+class DetectionRow(NamedTuple):
+    detection_id: str
+    event_id: str
+    camera_id: str
+    frame_seq: int
+    object_index: int
+    captured_at: datetime
+    class_id: int
+    class_name: str
+    score: float
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    model_name: str
+    model_version: str
+
+
+class AlertRow(NamedTuple):
+    alert_id: str
+    rule_id: str
+    severity: str
+    camera_id: str
+    frame_seq: int
+    event_id: str
+    captured_at: datetime
+    raised_at: datetime
+    class_name: str
+    score: float
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    zone: str | None
+    object_count: int
+    message: str
+
+
+class DeadLetterRow(NamedTuple):
+    dead_letter_id: str
+    stage: str
+    error_type: str
+    reason: str
+    source_topic: str
+    source_partition: int | None
+    source_offset: int | None
+    record_key: bytes | None
+    headers: dict[str, str]
+    original_size: int
+    original_sha256: str
+    original_head: bytes
+    failed_at: datetime
+
+
+Row: TypeAlias = FrameRow | DetectionRow | AlertRow | DeadLetterRow
+Persistable: TypeAlias = FrameDetections | Alert | DeadLetter
+
+
+@dataclass(frozen=True)
+class Table:
+    """A target table: its row type (= its insert columns), the id it deduplicates on, its time
+    column, the sorting-key columns before the id (they narrow the lookup of stored ids) and the
+    ranges of its integer columns."""
+
+    name: str
+    row_type: type[Row]
+    id_column: str
+    time_column: str
+    lookup_columns: tuple[str, ...]
+    int_bounds: tuple[tuple[str, tuple[int, int]], ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.row_type._fields
+
+    def row_id(self, row: Row) -> str:
+        return getattr(row, self.id_column)
+
+
+FRAMES = Table(
+    "frames", FrameRow, "event_id", "captured_at", ("camera_id",),
+    (("frame_seq", UINT64), ("width", UINT32), ("height", UINT32), ("object_count", UINT32)),
+)  # fmt: skip
+DETECTIONS = Table(
+    "detections", DetectionRow, "detection_id", "captured_at", ("camera_id",),
+    (("frame_seq", UINT64), ("object_index", UINT16), ("class_id", UINT16)),
+)  # fmt: skip
+ALERTS = Table(
+    "alerts", AlertRow, "alert_id", "captured_at", ("camera_id",),
+    (("frame_seq", UINT64), ("object_count", UINT32)),
+)  # fmt: skip
+DEAD_LETTERS = Table(
+    "dead_letters", DeadLetterRow, "dead_letter_id", "failed_at", ("stage", "source_topic"),
+    (("source_partition", INT32), ("source_offset", INT64), ("original_size", UINT32)),
+)  # fmt: skip
+TABLES: tuple[Table, ...] = (FRAMES, DETECTIONS, ALERTS, DEAD_LETTERS)
+
+
+class RowConversionError(ValueError):
+    """A message whose values cannot be stored. ``message_id`` names it so the caller can dead-letter it."""
+
+    def __init__(self, message_id: str, problem: str) -> None:
+        self.message_id = message_id
+        self.problem = problem
+        super().__init__(f"{message_id}: {problem}")
+
+
+@dataclass(frozen=True)
+class TableRows:
+    table: Table
+    rows: tuple[Row, ...]
+
+
+@dataclass(frozen=True)
+class MessageRows:
+    """Everything one message writes: its id and its rows per table."""
+
+    message_id: str
+    parts: tuple[TableRows, ...]
+
+
+def message_id(message: Persistable) -> str:
+    """The deterministic id a message is known by (in errors, logs and dead letters)."""
+    if isinstance(message, FrameDetections):
+        return message.event_id
+    if isinstance(message, Alert):
+        return message.alert_id
+    return dead_letter_id(message)
+
+
+def dead_letter_id(letter: DeadLetter) -> str:
+    """Same source record and stage, same id: a re-processed bad record is stored once."""
+    if letter.source_partition is not None and letter.source_offset is not None:
+        basis = f"{letter.stage}|{letter.source_topic}|{letter.source_partition}|{letter.source_offset}".encode()
+    else:
+        parts = (letter.stage.encode(), letter.source_topic.encode(), letter.key or b"", letter.original)
+        basis = b"|".join(hashlib.sha256(part).digest() for part in parts)
+    return hashlib.sha256(basis).hexdigest()[:32]
+
+
+def frame_row(message: FrameDetections) -> FrameRow:
+    stats, timings = message.stats, message.timings
+    return FrameRow(
+        event_id=message.event_id,
+        camera_id=message.camera_id,
+        frame_seq=message.frame_seq,
+        captured_at=message.captured_at,
+        detected_at=message.detected_at,
+        width=message.width,
+        height=message.height,
+        model_name=message.model_name,
+        model_version=message.model_version,
+        object_count=len(message.detections),
+        brightness=stats.brightness if stats else None,
+        sharpness=stats.sharpness if stats else None,
+        ingest_ms=timings.ingest_ms,
+        queue_ms=timings.queue_ms,
+        batch_wait_ms=timings.batch_wait_ms,
+        triton_ms=timings.triton_ms,
+    )
+
+
+def detection_rows(message: FrameDetections) -> tuple[DetectionRow, ...]:
+    return tuple(
+        DetectionRow(
+            detection_id=detection.detection_id,
+            event_id=message.event_id,
+            camera_id=message.camera_id,
+            frame_seq=message.frame_seq,
+            object_index=index,
+            captured_at=message.captured_at,
+            class_id=detection.class_id,
+            class_name=detection.class_name,
+            score=detection.score,
+            x1=detection.box.x1,
+            y1=detection.box.y1,
+            x2=detection.box.x2,
+            y2=detection.box.y2,
+            model_name=message.model_name,
+            model_version=message.model_version,
+        )
+        for index, detection in enumerate(message.detections)
+    )
+
+
+def alert_row(alert: Alert) -> AlertRow:
+    return AlertRow(
+        alert_id=alert.alert_id,
+        rule_id=alert.rule_id,
+        severity=alert.severity.value,
+        camera_id=alert.camera_id,
+        frame_seq=alert.frame_seq,
+        event_id=alert.event_id,
+        captured_at=alert.captured_at,
+        raised_at=alert.raised_at,
+        class_name=alert.class_name,
+        score=alert.score,
+        x1=alert.box.x1,
+        y1=alert.box.y1,
+        x2=alert.box.x2,
+        y2=alert.box.y2,
+        zone=alert.zone,
+        object_count=alert.object_count,
+        message=alert.message,
+    )
+
+
+def dead_letter_row(letter: DeadLetter) -> DeadLetterRow:
+    return DeadLetterRow(
+        dead_letter_id=dead_letter_id(letter),
+        stage=letter.stage,
+        error_type=letter.error_type,
+        reason=letter.reason,
+        source_topic=letter.source_topic,
+        source_partition=letter.source_partition,
+        source_offset=letter.source_offset,
+        record_key=letter.key,
+        headers=dict(letter.headers),
+        original_size=len(letter.original),
+        original_sha256=hashlib.sha256(letter.original).hexdigest(),
+        original_head=letter.original[:ORIGINAL_HEAD_BYTES],
+        failed_at=letter.failed_at,
+    )
+
+
+def rows_for(message: Persistable) -> MessageRows:
+    """All rows of one message, checked against the column types; raises ``RowConversionError``."""
+    if isinstance(message, FrameDetections):
+        parts = (TableRows(FRAMES, (frame_row(message),)), TableRows(DETECTIONS, detection_rows(message)))
+    elif isinstance(message, Alert):
+        parts = (TableRows(ALERTS, (alert_row(message),)),)
+    elif isinstance(message, DeadLetter):
+        parts = (TableRows(DEAD_LETTERS, (dead_letter_row(message),)),)
+    else:
+        raise TypeError(f"cannot persist a {type(message).__name__}; expected FrameDetections, Alert or DeadLetter")
+    identifier = message_id(message)
+    for part in parts:
+        for row in part.rows:
+            check_row(part.table, row, identifier)
+    return MessageRows(identifier, parts)
+
+
+def check_row(table: Table, row: Row, message_id: str) -> None:
+    """Raise ``RowConversionError`` for a value its column cannot hold."""
+    bounds = dict(table.int_bounds)
+    for column, value in zip(table.columns, row):
+        problem = _value_problem(value, bounds.get(column))
+        if problem:
+            raise RowConversionError(message_id, f"{table.name}.{column}: {problem}")
+
+
+def _value_problem(value: object, bounds: tuple[int, int] | None) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int) and bounds is not None and not bounds[0] <= value <= bounds[1]:
+        return f"{value} is outside [{bounds[0]}, {bounds[1]}]"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            return f"text is not valid UTF-8 ({error.reason})"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = _value_problem(key, None) or _value_problem(item, None)
+            if problem:
+                return problem
+    return None

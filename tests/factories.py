@@ -1,0 +1,154 @@
+"""Builders of valid test messages. Every argument has a default; pass only what a test is about.
+
+Times default to ``BASE_TIME`` plus a tenth of a second per frame (a 10 fps camera), so frames
+built with increasing ``frame_seq`` are in capture order. Extra keyword arguments go straight to
+the model, so a test can set any other field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from processors.coco import COCO_CLASSES
+from schemas import Alert, BoundingBox, DeadLetter, Detection, FrameDetections, FrameMeta, ImageStats
+from schemas.alerts import Severity
+
+BASE_TIME = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+FRAME_INTERVAL = timedelta(seconds=0.1)
+
+Box = tuple[float, float, float, float]
+
+
+def capture_time(frame_seq: int) -> datetime:
+    """Default ``captured_at`` of frame ``frame_seq``."""
+    return BASE_TIME + frame_seq * FRAME_INTERVAL
+
+
+def make_box(x1: float = 100.0, y1: float = 100.0, x2: float = 200.0, y2: float = 300.0) -> BoundingBox:
+    return BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2)
+
+
+def make_detection(
+    class_name: str = "person",
+    score: float = 0.9,
+    box: Box | BoundingBox = (100.0, 100.0, 200.0, 300.0),
+    *,
+    detection_id: str = "cam-1:0:0",
+    **overrides: Any,
+) -> Detection:
+    """A detection; ``class_id`` follows from ``class_name``. Inside ``make_frame_detections`` ids are renumbered."""
+    fields: dict[str, Any] = {
+        "detection_id": detection_id,
+        "class_id": COCO_CLASSES.index(class_name) if class_name in COCO_CLASSES else 0,
+        "class_name": class_name,
+        "score": score,
+        "box": box if isinstance(box, BoundingBox) else make_box(*box),
+    }
+    return Detection(**(fields | overrides))
+
+
+def make_frame_detections(
+    camera_id: str = "cam-1",
+    frame_seq: int = 0,
+    detections: Sequence[Detection] = (),
+    *,
+    captured_at: datetime | None = None,
+    width: int = 640,
+    height: int = 480,
+    **overrides: Any,
+) -> FrameDetections:
+    """Per-frame detections; detection ids become '<camera_id>:<frame_seq>:<index>' as the detect stage writes them."""
+    captured = captured_at or capture_time(frame_seq)
+    numbered = tuple(
+        detection.model_copy(update={"detection_id": f"{camera_id}:{frame_seq}:{index}"})
+        for index, detection in enumerate(detections)
+    )
+    fields: dict[str, Any] = {
+        "event_id": f"{camera_id}:{frame_seq}",
+        "camera_id": camera_id,
+        "frame_seq": frame_seq,
+        "captured_at": captured,
+        "detected_at": captured + timedelta(milliseconds=40),
+        "width": width,
+        "height": height,
+        "model_name": "detector",
+        "model_version": "1",
+        "detections": numbered,
+    }
+    return FrameDetections(**(fields | overrides))
+
+
+def make_frame_meta(
+    camera_id: str = "cam-1",
+    frame_seq: int = 0,
+    *,
+    captured_at: datetime | None = None,
+    width: int = 640,
+    height: int = 480,
+    stats: ImageStats | None = None,
+    **overrides: Any,
+) -> FrameMeta:
+    fields: dict[str, Any] = {
+        "camera_id": camera_id,
+        "frame_seq": frame_seq,
+        "captured_at": captured_at or capture_time(frame_seq),
+        "width": width,
+        "height": height,
+        "stats": stats,
+    }
+    return FrameMeta(**(fields | overrides))
+
+
+def make_alert(
+    rule_id: str = "person-detected",
+    camera_id: str = "cam-1",
+    frame_seq: int = 0,
+    *,
+    captured_at: datetime | None = None,
+    raised_at: datetime | None = None,
+    class_name: str = "person",
+    score: float = 0.9,
+    severity: Severity = Severity.WARNING,
+    **overrides: Any,
+) -> Alert:
+    captured = captured_at or capture_time(frame_seq)
+    fields: dict[str, Any] = {
+        "alert_id": f"{rule_id}:{camera_id}:{frame_seq}",
+        "rule_id": rule_id,
+        "severity": severity,
+        "camera_id": camera_id,
+        "frame_seq": frame_seq,
+        "event_id": f"{camera_id}:{frame_seq}",
+        "captured_at": captured,
+        "raised_at": raised_at or captured + timedelta(milliseconds=100),
+        "class_name": class_name,
+        "score": score,
+        "box": make_box(),
+        "message": f"{class_name} detected",
+    }
+    return Alert(**(fields | overrides))
+
+
+def make_dead_letter(
+    stage: str = "detect",
+    original: bytes = b"not a jpeg",
+    *,
+    reason: str = "cannot decode image",
+    error_type: str = "ValueError",
+    source_topic: str = "vision.frames.v1",
+    failed_at: datetime | None = None,
+    **overrides: Any,
+) -> DeadLetter:
+    fields: dict[str, Any] = {
+        "stage": stage,
+        "reason": reason,
+        "error_type": error_type,
+        "source_topic": source_topic,
+        "source_partition": 0,
+        "source_offset": 0,
+        "original": original,
+        "failed_at": failed_at or BASE_TIME,
+    }
+    return DeadLetter(**(fields | overrides))
