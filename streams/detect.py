@@ -111,14 +111,16 @@ class DetectStage:
         self.metrics = context.metrics
         self.detections_topic = detections
         self.deadletter_topic = deadletter
-        self.client = DetectorClient(
-            triton.url, model_name=triton.model_name, max_in_flight=triton.max_in_flight, timeout_s=triton.timeout_s
-        )
+        self.client: DetectorClient | None = None  # made in start(): grpc.aio binds to the running loop
         # Our own bound (same as the client's) so the in-flight gauge and triton_ms see only requests on the wire.
         self.slots = asyncio.Semaphore(triton.max_in_flight)
         self.model_version = ""
 
     async def start(self) -> None:
+        triton = self.context.settings.triton
+        self.client = DetectorClient(
+            triton.url, model_name=triton.model_name, max_in_flight=triton.max_in_flight, timeout_s=triton.timeout_s
+        )
         await self.client.wait_ready(self.context.worker.triton_ready_timeout_s)
         self.model_version = await self.client.model_version()
         log.info("detector ready", extra={"triton_url": self.context.settings.triton.url,
@@ -185,6 +187,7 @@ class DetectStage:
     async def _infer(self, image: bytes) -> tuple[ObjectDetections, float]:
         """One Triton request; retried while Triton is unavailable, never skipped."""
         triton = self.context.settings.triton
+        assert self.client is not None, "start() first"
         backoff = Backoff(ceiling_s=self.context.worker.retry_max_backoff_s)
         while True:
             try:
@@ -198,10 +201,6 @@ class DetectStage:
                 delay = backoff.next_delay()
                 log.warning("triton unavailable, retrying", extra={"error": str(error)[:300], "retry_in_s": delay})
                 await asyncio.sleep(delay)
-
-    async def close(self) -> None:
-        await self.client.close()
-
 
 def register(app: faust.App, context: WorkerContext) -> None:
     frames = raw_topic(app, context.topics.frames)

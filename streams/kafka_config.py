@@ -38,7 +38,7 @@ _TANSU_HEARTBEAT_INTERVAL_MS = 2000  # a third of the session timeout, the usual
 def producer_config(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
     """confluent_kafka.Producer config: durable (acks=all, idempotent), small linger for latency."""
     config: dict[str, Any] = {
-        "bootstrap.servers": kafka.bootstrap_servers,
+        "bootstrap.servers": bootstrap_servers(kafka),
         "client.id": client_id,
         "acks": "all",
         # No duplicates or reordering from librdkafka's internal retries (works on Tansu, quirk 3).
@@ -56,7 +56,7 @@ def producer_config(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
 def consumer_config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
     """confluent_kafka.Consumer config: manual commits (at-least-once), start from the earliest record."""
     config: dict[str, Any] = {
-        "bootstrap.servers": kafka.bootstrap_servers,
+        "bootstrap.servers": bootstrap_servers(kafka),
         "group.id": group_id,
         # Offsets are committed by the caller only after a message's outputs are produced.
         "enable.auto.commit": False,
@@ -69,15 +69,23 @@ def consumer_config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
 
 
 def admin_config(kafka: KafkaSettings) -> dict[str, Any]:
-    return {"bootstrap.servers": kafka.bootstrap_servers}
+    return {"bootstrap.servers": bootstrap_servers(kafka)}
+
+
+def bootstrap_servers(kafka: KafkaSettings) -> str:
+    """The configured ``host:port`` list; an empty one is an error that says how to fix it."""
+    servers = [server.strip() for server in kafka.bootstrap_servers.split(",") if server.strip()]
+    if not servers:
+        raise ValueError(
+            "no Kafka broker configured: run `framestream services` to start the embedded one, "
+            "or set FRAMESTREAM_KAFKA_BOOTSTRAP_SERVERS=host:port"
+        )
+    return ",".join(servers)
 
 
 def faust_broker_url(kafka: KafkaSettings) -> list[str]:
     """faust's ``broker`` argument: one ``kafka://host:port`` URL per bootstrap server."""
-    servers = [server.strip() for server in kafka.bootstrap_servers.split(",") if server.strip()]
-    if not servers:
-        raise ValueError("no Kafka bootstrap servers configured (FRAMESTREAM_KAFKA_BOOTSTRAP_SERVERS)")
-    return [f"kafka://{server}" for server in servers]
+    return [f"kafka://{server}" for server in bootstrap_servers(kafka).split(",")]
 
 
 def faust_broker_settings(kafka: KafkaSettings) -> dict[str, Any]:

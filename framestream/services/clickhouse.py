@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
@@ -36,6 +35,7 @@ SERVER_USERS_FILE = REPO_ROOT / "infra" / "clickhouse" / "server" / "users.sql"
 _MIGRATION_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
+_TRANSIENT_HTTP_STATUS = re.compile(r"HTTP status (?:429|502|503|504)\b")
 _TTL_DAYS = re.compile(r"\bTTL (?P<expr>.+?) \+ toIntervalDay\((?P<days>\d+)\)")
 
 # Error codes a retry can outlive: the server is busy, restarting or out of
@@ -122,11 +122,17 @@ def database_exists(client: Client, database: str) -> bool:
 
 
 def is_transient(error: BaseException) -> bool:
-    """Whether retrying the same operation later can succeed (server down, busy, overloaded)."""
-    if isinstance(error, (OperationalError, ConnectionError, TimeoutError, socket.timeout)):
+    """Whether retrying the same operation later can succeed (server down, busy, overloaded).
+
+    A server error carries its code; a connection-level failure has none (clickhouse-connect
+    raises OperationalError for those, or a plain DatabaseError naming the HTTP status).
+    """
+    if isinstance(error, (ConnectionError, TimeoutError)):
         return True
-    if isinstance(error, DatabaseError) and getattr(error, "code", None) in TRANSIENT_ERROR_CODES:
-        return True
+    if isinstance(error, DatabaseError):
+        if error.code is not None:
+            return error.code in TRANSIENT_ERROR_CODES
+        return isinstance(error, OperationalError) or bool(_TRANSIENT_HTTP_STATUS.search(str(error)))
     cause = error.__cause__ or error.__context__
     return cause is not None and cause is not error and is_transient(cause)
 

@@ -34,7 +34,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import DatabaseError
 from prometheus_client import Counter, Gauge, Histogram
 
 from framestream.services.clickhouse import is_transient, quote_identifier
@@ -275,7 +274,7 @@ class ClickHouseSink:
                     "ClickHouse unavailable, retrying",
                     extra={"table": table.name, "attempt": attempt, "retry_in_s": round(delay, 3), "error": str(error)},
                 )
-                if not isinstance(error, DatabaseError):
+                if getattr(error, "code", None) is None:
                     self._discard_client()  # the connection itself failed: open a new one next time
                 if self._cancelled.wait(delay):
                     raise SinkCancelled(f"cancelled while {table.name} waited for ClickHouse") from error

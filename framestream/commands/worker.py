@@ -1,0 +1,107 @@
+"""``framestream worker``: run stream stages (detect, alert, persist) in this process.
+
+A deployment runs all stages in one process or each in its own (several
+``--stages detect`` workers share the frames' partitions: one consumer group per
+stage set). SIGTERM stops gracefully: consumption pauses, the batches in hand are
+finished and delivered, the sink is flushed, offsets are committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+
+from framestream.config_files import ConfigFileError
+from framestream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXIT_CONFIG = 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("worker", help="run stream stages (detect, alert, persist) as a faust worker")
+    parser.add_argument("--stages", default="detect,alert,persist", help="comma-separated stages (default: all)")
+    parser.add_argument("--web-port", type=int, default=None,
+                        help="faust's web server port (default: disabled); each worker needs its own")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="Prometheus /metrics port (default: none; 0 picks a free one)")
+    parser.add_argument("--worker-id", default=None,
+                        help="names this worker's table state under the data dir (default: <host>-<pid>)")
+    parser.set_defaults(handler=run)
+
+
+def missing_endpoints(settings: Settings, stages: tuple) -> list[str]:
+    from streams.app import Stage
+
+    problems = []
+    if not settings.kafka.bootstrap_servers:
+        problems.append("FRAMESTREAM_KAFKA_BOOTSTRAP_SERVERS is empty: point it at the broker "
+                        "(`framestream services` starts the embedded one)")  # fmt: skip
+    if Stage.DETECT in stages and not settings.triton.url:
+        problems.append("FRAMESTREAM_TRITON_URL is empty: point it at Triton's gRPC endpoint")
+    return problems
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create the pipeline's topics and the cooldowns changelog if missing (same partition count)."""
+    from framestream.services.broker import create_topics
+    from streams.app import cooldowns_changelog
+    from streams.topics import TopicNames
+
+    kafka = settings.kafka
+    topics = TopicNames(kafka.topic_prefix)
+    create_topics(kafka.bootstrap_servers, topics, partitions=kafka.partitions,
+                  retention_ms=kafka.retention_ms, replication_factor=kafka.replication_factor)  # fmt: skip
+    create_topics(kafka.bootstrap_servers, [cooldowns_changelog(topics)], partitions=kafka.partitions,
+                  retention_ms=kafka.retention_ms, replication_factor=kafka.replication_factor,
+                  extra_config={"cleanup.policy": "compact", "retention.ms": "-1"})  # fmt: skip
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.app import Stage, WorkerContext, WorkerSettings, create_app, parse_stages
+    from streams.metrics import WorkerMetrics, serve
+    from streams.topics import TopicNames
+
+    try:
+        stages = parse_stages(args.stages)
+    except ValueError as error:
+        log.error("bad --stages", extra={"error": str(error)})
+        return EXIT_CONFIG
+    problems = missing_endpoints(settings, stages)
+    if problems:
+        for problem in problems:
+            log.error(problem)
+        return EXIT_CONFIG
+    worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    ensure_topics(settings)
+    metrics = WorkerMetrics(worker_id)
+    if args.metrics_port is not None:
+        serve(metrics, args.metrics_port)
+    context = WorkerContext(settings, WorkerSettings(), TopicNames(settings.kafka.topic_prefix), metrics, worker_id)
+    try:
+        app = create_app(settings, stages, args.web_port, context=context)
+    except ConfigFileError as error:
+        log.error("bad configuration file", extra={"error": str(error)})
+        return EXIT_CONFIG
+    log.info("worker starting", extra={"worker_id": worker_id, "stages": [s.value for s in stages],
+                                       "group": app.conf.id})  # fmt: skip
+    try:
+        return _run_faust(app, settings.log_level)
+    finally:
+        for close in context.closers:
+            close()
+
+
+def _run_faust(app: "faust.App", log_level: str) -> int:  # noqa: F821 - faust imported lazily
+    import faust
+
+    worker = faust.Worker(app, loglevel=log_level, quiet=True, redirect_stdouts=False, override_logging=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0
