@@ -7,8 +7,8 @@ Delivery is at-least-once; how the agents make sure of it is explained in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
 
 import faust
@@ -53,6 +53,7 @@ class WorkerContext:
     topics: TopicNames
     metrics: WorkerMetrics
     worker_id: str
+    closers: list[Callable[[], None]] = field(default_factory=list)  # run after the worker stops
 
 
 def parse_stages(text: str) -> tuple[Stage, ...]:

@@ -121,7 +121,12 @@ class DetectStage:
         self.client = DetectorClient(
             triton.url, model_name=triton.model_name, max_in_flight=triton.max_in_flight, timeout_s=triton.timeout_s
         )
-        await self.client.wait_ready(self.context.worker.triton_ready_timeout_s)
+        while True:  # no frame is consumed before the model answers; waiting is not skipping
+            try:
+                await self.client.wait_ready(self.context.worker.triton_ready_timeout_s)
+                break
+            except InferenceUnavailable as error:
+                log.warning("waiting for triton", extra={"error": str(error)[:300]})
         self.model_version = await self.client.model_version()
         log.info("detector ready", extra={"triton_url": self.context.settings.triton.url,
                                            "model_version": self.model_version})

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 
 import faust
@@ -32,12 +33,18 @@ from schemas import Alert, DeadLetter, FrameDetections
 from streams.app import WorkerContext, raw_topic
 from streams.deadletter import build_dead_letter, dead_letter_record
 from streams.delivery import Outgoing, hold, produce_in_order, release_now
-from streams.sinks.clickhouse import ClickHouseSink
-from streams.sinks.rows import RowConversionError
+from streams.sinks.clickhouse import ClickHouseSink, PermanentInsertError
+from streams.sinks.rows import RowConversionError, message_id
 
 log = logging.getLogger(__name__)
 STAGE = "persist"
 TAKE_MAX = 500  # events handed to the sink at a time; the sink decides when to flush
+
+
+@dataclass(frozen=True)
+class Buffered:
+    event: EventT
+    kind: str  # detections | alerts | deadletters
 
 
 class PersistStage:
@@ -53,25 +60,24 @@ class PersistStage:
             context.topics.alerts: (Alert, "alerts"),
             context.topics.deadletter: (DeadLetter, "deadletters"),
         }
-        self.pending: list[EventT] = []
-        self.pending_kinds: Counter[str] = Counter()
+        self.held: list[EventT] = []  # every event since the last flush, stored or not
+        self.buffered: dict[str, Buffered] = {}  # message id -> its record, for what ClickHouse refuses
         self.lock = asyncio.Lock()
         # chDB and clickhouse-connect block: run them off the event loop, always on the same thread.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
 
     async def add(self, events: Sequence[EventT]) -> None:
         async with self.lock:
+            self.held.extend(events)
             rejected = [rejection for event in events if (rejection := self._add_one(event)) is not None]
-            if rejected:
-                await produce_in_order(rejected, ceiling_s=self.context.worker.retry_max_backoff_s)
-            self.pending.extend(events)
+            await self._produce(rejected)
             self.metrics.batch_size.labels(stage=f"{STAGE}_take").observe(len(events))
             if self.sink.should_flush():
                 await self._flush()
 
-    async def flush_if_due(self, force: bool = False) -> None:
+    async def flush_if_due(self) -> None:
         async with self.lock:
-            if self.pending and (force or self.sink.should_flush()):
+            if self.held and (not self.buffered or self.sink.should_flush()):
                 await self._flush()
 
     def _add_one(self, event: EventT) -> Outgoing | None:
@@ -82,39 +88,71 @@ class PersistStage:
             message = model.model_validate_json(event.message.value or b"")
             self.sink.add(message)
         except (ValidationError, RowConversionError) as error:
-            if topic == self.context.topics.deadletter:
-                return self._store_unreadable_dead_letter(event, error)
-            self.metrics.frames.labels(stage=STAGE, outcome="deadletter").inc()
-            return dead_letter_record(self.deadletter_topic, event, stage=STAGE,
-                                      reason=f"cannot store as {model.__name__}: {error}",
-                                      error_type=type(error).__name__, metrics=self.metrics)  # fmt: skip
-        self.pending_kinds[kind] += 1
+            reason = f"cannot store as {model.__name__}: {error}"
+            return self._reject(event, reason, type(error).__name__)
+        self.buffered[message_id(message)] = Buffered(event, kind)
         return None
 
-    def _store_unreadable_dead_letter(self, event: EventT, error: Exception) -> None:
-        letter = build_dead_letter(event, stage=STAGE, reason=f"unreadable dead letter: {error}",
-                                   error_type=type(error).__name__)  # fmt: skip
-        self.metrics.dead_letters.labels(stage=STAGE, reason=type(error).__name__).inc()
+    def _reject(self, event: EventT, reason: str, error_type: str) -> Outgoing | None:
+        """A dead letter for ``event``; on the dead-letter topic itself, store one here instead of looping."""
+        self.metrics.frames.labels(stage=STAGE, outcome="deadletter").inc()
+        if event.message.topic != self.context.topics.deadletter:
+            return dead_letter_record(self.deadletter_topic, event, stage=STAGE, reason=reason,
+                                      error_type=error_type, metrics=self.metrics)  # fmt: skip
+        letter = build_dead_letter(event, stage=STAGE, reason=f"unreadable dead letter: {reason}",
+                                   error_type=error_type)  # fmt: skip
+        self.metrics.dead_letters.labels(stage=STAGE, reason=error_type).inc()
         try:
             self.sink.add(letter)
-            self.pending_kinds["deadletters"] += 1
-        except RowConversionError as second:  # not expected: the letter is built from plain bytes
+            self.buffered[message_id(letter)] = Buffered(event, "deadletters")
+        except RowConversionError as error:  # not expected: the letter is built from plain bytes
             log.error("cannot store an unreadable dead letter; it stays on the topic",
-                      extra={"offset": event.message.offset, "error": str(second)})  # fmt: skip
+                      extra={"offset": event.message.offset, "error": str(error)})  # fmt: skip
         return None
+
+    async def _produce(self, records: list[Outgoing]) -> None:
+        if records:
+            await produce_in_order(records, ceiling_s=self.context.worker.retry_max_backoff_s)
 
     async def _flush(self) -> None:
         started = time.perf_counter()
-        await asyncio.get_running_loop().run_in_executor(self.executor, self.sink.flush)
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(self.executor, self.sink.flush)
+                break
+            except PermanentInsertError as refused:
+                # The rest of that table is stored; dead-letter the culprits, flush the other tables.
+                await self._produce(self._refused(refused))
         self.metrics.latency.labels(stage=STAGE, step="flush").observe(time.perf_counter() - started)
-        self.metrics.batch_size.labels(stage=STAGE).observe(len(self.pending))
-        for kind, count in self.pending_kinds.items():
+        self._count_persisted()
+        events, self.held, self.buffered = self.held, [], {}
+        release_now(events)  # their rows are in ClickHouse (or their dead letters on the topic)
+
+    def _refused(self, refused: PermanentInsertError) -> list[Outgoing]:
+        records = []
+        for refused_id in refused.message_ids:
+            buffered = self.buffered.pop(refused_id, None)
+            if buffered is None:
+                continue
+            if buffered.event.message.topic == self.context.topics.deadletter:
+                log.error("ClickHouse refused a dead letter; it stays on the topic",
+                          extra={"message_id": refused_id, "error": str(refused.cause)})  # fmt: skip
+                continue
+            self.metrics.frames.labels(stage=STAGE, outcome="deadletter").inc()
+            records.append(dead_letter_record(
+                self.deadletter_topic, buffered.event, stage=STAGE, reason=f"ClickHouse refused it: {refused.cause}",
+                error_type=type(refused.cause).__name__, metrics=self.metrics))  # fmt: skip
+        return records
+
+    def _count_persisted(self) -> None:
+        kinds = Counter(buffered.kind for buffered in self.buffered.values())
+        for kind, count in kinds.items():
             self.metrics.persisted.labels(kind=kind).inc(count)
-        for event in self.pending:
+        self.metrics.frames.labels(stage=STAGE, outcome="ok").inc(len(self.buffered))
+        self.metrics.batch_size.labels(stage=STAGE).observe(len(self.held))
+        for event in self.held:
             self.metrics.processed(event.message.tp, event.message.offset)
-        self.metrics.frames.labels(stage=STAGE, outcome="ok").inc(sum(self.pending_kinds.values()))
-        events, self.pending, self.pending_kinds = self.pending, [], Counter()
-        release_now(events)  # the rows are in ClickHouse: these offsets may be committed now
 
     def close(self) -> None:
         self.executor.submit(self.sink.close).result()
@@ -122,18 +160,22 @@ class PersistStage:
 
 
 def open_sink(context: WorkerContext) -> ClickHouseSink:
-    """Connect and migrate up front, so a bad DSN or schema stops the worker before it consumes."""
-    settings = context.settings.clickhouse
-    client = connect(settings, context.settings.data_dir)
-    migrate(client, settings.database, settings.ttl_days)
+    """Migrate up front, so a bad DSN or schema stops the worker before it consumes anything."""
+    settings, data_dir = context.settings.clickhouse, context.settings.data_dir
+    client = connect(settings, data_dir)
+    try:
+        migrate(client, settings.database, settings.ttl_days)
+    finally:
+        client.close()  # chDB: the sink opens the path again, from its own thread
     worker = context.worker
-    return ClickHouseSink(client, settings.database, max_rows=worker.persist_max_rows,
-                          max_interval_s=worker.persist_max_interval_s)  # fmt: skip
+    return ClickHouseSink(lambda: connect(settings, data_dir), settings.database,
+                          max_rows=worker.persist_max_rows, max_interval_s=worker.persist_max_interval_s)  # fmt: skip
 
 
 def register(app: faust.App, context: WorkerContext) -> PersistStage:
     topics = context.topics
     stage = PersistStage(context, open_sink(context), raw_topic(app, topics.deadletter))
+    context.closers.append(stage.close)
     source = raw_topic(app, topics.detections, topics.alerts, topics.deadletter)
     window = timedelta(seconds=min(0.2, context.worker.persist_max_interval_s))
 

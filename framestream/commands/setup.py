@@ -19,8 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    topics = create_deployment_topics(settings)
-    log.info("topics ready", extra={"topics": topics})
+    create_deployment_topics(settings)
+    log.info("topics ready", extra={"prefix": settings.kafka.topic_prefix})
     client = connect(settings.clickhouse, settings.data_dir)
     try:
         applied = migrate(client, settings.clickhouse.database, settings.clickhouse.ttl_days)

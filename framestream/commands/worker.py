@@ -62,6 +62,8 @@ def ensure_topics(settings: Settings) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from streams.app import Stage, WorkerContext, WorkerSettings, create_app, parse_stages
+    from prometheus_client import REGISTRY
+
     from streams.metrics import WorkerMetrics, serve
     from streams.topics import TopicNames
 
@@ -77,7 +79,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_CONFIG
     worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     ensure_topics(settings)
-    metrics = WorkerMetrics(worker_id)
+    # The process-wide registry: it also holds the ClickHouse sink's series and the process collector.
+    metrics = WorkerMetrics(worker_id, registry=REGISTRY)
     if args.metrics_port is not None:
         serve(metrics, args.metrics_port)
     context = WorkerContext(settings, WorkerSettings(), TopicNames(settings.kafka.topic_prefix), metrics, worker_id)

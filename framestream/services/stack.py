@@ -11,30 +11,18 @@ import logging
 from pathlib import Path
 from types import TracebackType
 
-from framestream.services.broker import LocalBroker, create_topics
+from framestream.services.broker import LocalBroker
 from framestream.services.triton import LocalTriton
 from framestream.settings import Settings
-from streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
 
-def deployment_topics(settings: Settings) -> list[str]:
+def create_deployment_topics(settings: Settings) -> None:
     """Every topic a deployment needs, the faust table changelogs included (faust must not create them)."""
-    from streams.app import cooldowns_changelog
+    from framestream.commands.worker import ensure_topics
 
-    topics = TopicNames(settings.kafka.topic_prefix)
-    return [*topics.all(), cooldowns_changelog(topics)]
-
-
-def create_deployment_topics(settings: Settings) -> list[str]:
-    return create_topics(
-        settings.kafka.bootstrap_servers,
-        deployment_topics(settings),
-        partitions=settings.kafka.partitions,
-        retention_ms=settings.kafka.retention_ms,
-        replication_factor=settings.kafka.replication_factor,
-    )
+    ensure_topics(settings)
 
 
 class EmbeddedStack:

@@ -111,9 +111,13 @@ class _TableBuffer:
 
 
 class ClickHouseSink:
+    """``client`` is either a connected client, reused across retries (HTTP clients reconnect by
+    themselves), or a function returning one: then the sink connects lazily, reconnects after a
+    connection-level failure and closes what it opened in ``close()``."""
+
     def __init__(
         self,
-        connect: Callable[[], Client],
+        client: Client | Callable[[], Client],
         database: str,
         *,
         max_rows: int = 10_000,
@@ -123,14 +127,14 @@ class ClickHouseSink:
     ) -> None:
         if max_rows < 1 or max_interval_s <= 0:
             raise ValueError(f"max_rows must be >= 1 and max_interval_s > 0 (got {max_rows}, {max_interval_s})")
-        self._connect = connect
+        self._connect = None if isinstance(client, Client) else client
+        self._client: Client | None = client if isinstance(client, Client) else None
         self._database = quote_identifier(database)
         self._max_rows = max_rows
         self._max_interval_s = max_interval_s
         self._retry = retry
         self._clock = clock
         self._buffers = {table.name: _TableBuffer(table) for table in TABLES}
-        self._client: Client | None = None
         self._lock = threading.RLock()
         self._cancelled = threading.Event()
 
@@ -183,7 +187,7 @@ class ClickHouseSink:
         self._cancelled.set()
 
     def close(self) -> FlushResult:
-        """Flush what is buffered, then release the connection (even when the flush fails)."""
+        """Flush what is buffered, then close the client if the sink opened it (even when the flush fails)."""
         try:
             return self.flush() if not self._cancelled.is_set() else FlushResult()
         finally:
@@ -281,10 +285,13 @@ class ClickHouseSink:
 
     def _get_client(self) -> Client:
         if self._client is None:
+            assert self._connect is not None  # a given client is never discarded
             self._client = self._connect()
         return self._client
 
     def _discard_client(self) -> None:
+        if self._connect is None:
+            return  # not ours to close or replace
         client, self._client = self._client, None
         if client is not None:
             try:

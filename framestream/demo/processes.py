@@ -1,0 +1,91 @@
+"""Child processes of the demo (setup, worker, ingest), each logging to its own file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+MetricSamples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class ChildProcessError_(RuntimeError):
+    """A child command failed; the message names its log file."""
+
+
+class ManagedProcess:
+    """``python -m framestream.cli ARGS`` with extra environment, output to ``log_path``."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args = args
+        self.env = {**os.environ, **{name: value for name, value in env.items() if value}}
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "ManagedProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "framestream.cli", *self.args],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        return self
+
+    def raise_if_exited(self) -> None:
+        if self._process is not None and self._process.poll() is not None:
+            raise ChildProcessError_(
+                f"`framestream {' '.join(self.args)}` exited with {self._process.returncode}; see {self.log_path}"
+            )
+
+    def wait(self, timeout_s: float) -> int:
+        assert self._process is not None
+        try:
+            return self._process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired as error:
+            self.stop()
+            raise ChildProcessError_(f"`framestream {' '.join(self.args)}` timed out; see {self.log_path}") from error
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        """SIGTERM (the worker flushes and commits), then SIGKILL after ``grace_s``."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    @classmethod
+    def run_to_end(cls, args: list[str], env: dict[str, str], log_path: Path, timeout_s: float) -> None:
+        child = cls(args, env, log_path).start()
+        code = child.wait(timeout_s)
+        if code != 0:
+            raise ChildProcessError_(f"`framestream {' '.join(args)}` exited with {code}; see {log_path}")
+
+
+def scrape_metrics(port: int, host: str = "127.0.0.1") -> MetricSamples:
+    """Prometheus samples by name; empty while the endpoint is not up yet."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    samples: MetricSamples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
+    return samples

@@ -1,0 +1,204 @@
+"""Async gRPC client of the served ``detector`` pipeline (JPEG/PNG bytes in, detections out).
+
+Used by the detect stage, ``framestream detect`` and the benchmarks. Errors come in two
+kinds, and only two, so callers can act on them:
+
+- ``InferenceRejected``: permanent, the image itself is bad (Triton INVALID_ARG: not a
+  JPEG/PNG, truncated, too large). Retrying cannot help; it goes to the dead-letter topic.
+- ``InferenceUnavailable``: transient (server down or restarting, deadline exceeded,
+  overloaded, a model failed). Retry with backoff (``retry_transient``); never skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import TypeVar
+
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from processors.detector import (
+    DEFAULT_IOU_THRESHOLD,
+    DEFAULT_SCORE_THRESHOLD,
+    ObjectDetections,
+    Thresholds,
+    unpad_detections,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+OUTPUT_NAMES = ("NUM_DETECTIONS", "BOXES", "SCORES", "CLASS_IDS")
+# Only a complaint about the request itself is permanent; anything else may heal.
+PERMANENT_STATUSES = frozenset({"StatusCode.INVALID_ARGUMENT"})
+
+
+class InferenceRejected(ValueError):
+    """Triton refused this image for good (INVALID_ARG); the message is Triton's."""
+
+
+class InferenceUnavailable(ConnectionError):
+    """Triton could not answer now (UNAVAILABLE, deadline, connection refused, overload)."""
+
+
+def classify(error: InferenceServerException) -> InferenceRejected | InferenceUnavailable:
+    """Map a tritonclient error to one of the two kinds above, keeping Triton's message."""
+    status = str(error.status() or "")
+    message = error.message() or str(error)
+    if status in PERMANENT_STATUSES:
+        return InferenceRejected(message)
+    return InferenceUnavailable(f"{status or 'no status'}: {message}")
+
+
+class DetectorClient:
+    """One gRPC channel to Triton; at most ``max_in_flight`` requests outstanding at once."""
+
+    def __init__(
+        self, url: str, model_name: str = "detector", max_in_flight: int = 4, timeout_s: float = 30.0
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self.url = url
+        self.model_name = model_name
+        self.timeout_s = timeout_s
+        self._semaphore = asyncio.Semaphore(max_in_flight)
+        self._client: grpcclient.InferenceServerClient | None = None
+
+    def _grpc(self) -> grpcclient.InferenceServerClient:
+        # Created on first use, inside the running event loop that grpc.aio binds it to.
+        if self._client is None:
+            self._client = grpcclient.InferenceServerClient(self.url)
+        return self._client
+
+    async def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Wait until the server and the model are ready; InferenceUnavailable after timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        last_problem = "not ready"
+        while time.monotonic() < deadline:
+            try:
+                if await self._grpc().is_model_ready(self.model_name, client_timeout=2.0):
+                    return
+                last_problem = f"model {self.model_name} is not ready"
+            except InferenceServerException as error:
+                last_problem = str(classify(error))
+            await asyncio.sleep(0.25)
+        raise InferenceUnavailable(f"Triton at {self.url} not ready after {timeout_s:.0f} s: {last_problem}")
+
+    async def model_version(self) -> str:
+        """The highest ready version of the model, e.g. "1"."""
+        try:
+            metadata = await self._grpc().get_model_metadata(self.model_name, client_timeout=self.timeout_s)
+        except InferenceServerException as error:
+            raise classify(error) from error
+        versions = [str(version) for version in metadata.versions]
+        return max(versions, key=lambda v: (len(v), v)) if versions else ""
+
+    async def detect(
+        self,
+        image: bytes,
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+    ) -> ObjectDetections:
+        """Detections for one encoded image (one request; Triton batches concurrent ones)."""
+        return (await self.detect_in_one_request([image], score_threshold, iou_threshold))[0]
+
+    async def detect_in_one_request(
+        self,
+        images: Sequence[bytes],
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+    ) -> list[ObjectDetections]:
+        """Several images as the rows of a single request (at most 16): one bad image
+        rejects the whole request, so prefer ``detect_many`` for untrusted input."""
+        Thresholds(score_threshold, iou_threshold)  # fail here, not as a server round trip
+        rows = grpcclient.InferInput("IMAGE", [len(images), 1], "BYTES")
+        rows.set_data_from_numpy(np.array([[bytes(image)] for image in images], dtype=np.object_))
+        outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUT_NAMES]
+        parameters = {"score_threshold": float(score_threshold), "iou_threshold": float(iou_threshold)}
+        async with self._semaphore:
+            try:
+                result = await self._grpc().infer(
+                    self.model_name, [rows], outputs=outputs, parameters=parameters, client_timeout=self.timeout_s
+                )
+            except InferenceServerException as error:
+                raise classify(error) from error
+            except (OSError, asyncio.TimeoutError) as error:
+                raise InferenceUnavailable(f"{type(error).__name__}: {error}") from error
+        num, boxes, scores, class_ids = (result.as_numpy(name) for name in OUTPUT_NAMES)
+        return [unpad_detections(int(num[i, 0]), boxes[i], scores[i], class_ids[i]) for i in range(len(images))]
+
+    async def detect_many(
+        self,
+        images: Sequence[bytes],
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+    ) -> list[ObjectDetections | InferenceRejected]:
+        """One request per image, concurrently (bounded by max_in_flight), results in order.
+
+        A rejected image yields its InferenceRejected in its place; a transient failure
+        cancels the rest and propagates, so the caller retries the whole lot.
+        """
+
+        async def one(image: bytes) -> ObjectDetections | InferenceRejected:
+            try:
+                return await self.detect(image, score_threshold, iou_threshold)
+            except InferenceRejected as rejected:
+                return rejected
+
+        tasks = [asyncio.ensure_future(one(image)) for image in images]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def __aenter__(self) -> DetectorClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+async def retry_transient(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    what: str = "Triton request",
+    initial_delay_s: float = 0.5,
+    max_delay_s: float = 30.0,
+) -> T:
+    """Await ``attempt()`` until it succeeds, retrying InferenceUnavailable with exponential
+    backoff (+-10 % jitter). It never gives up on its own: cancel it to stop. Every failed
+    attempt is logged; InferenceRejected and other errors propagate at once."""
+    delay = initial_delay_s
+    failures = 0
+    while True:
+        try:
+            return await attempt()
+        except InferenceUnavailable as error:
+            failures += 1
+            wait = delay * random.uniform(0.9, 1.1)
+            log.warning(
+                "%s failed (attempt %d), retrying in %.1f s: %s",
+                what,
+                failures,
+                wait,
+                error,
+                extra={"attempt": failures, "retry_in_s": round(wait, 2)},
+            )
+            await asyncio.sleep(wait)
+            delay = min(delay * 2.0, max_delay_s)

@@ -1,0 +1,325 @@
+"""Frame sources, one per camera kind: iterators of (BGR image, UTC capture time).
+
+Every source behaves like a live camera. Replay sources (video file, image
+folder, synthetic pattern) are paced in real time: a file plays at its own
+frame rate, a folder and a synthetic pattern at the camera's target fps. Live
+sources (URL, USB) block on the device and reconnect with backoff when it
+fails. Every wait watches the ``stop`` event, so ``close()`` from another
+thread ends a source within one frame interval or one stream timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from streams.ingest.cameras import (
+    IMAGE_SUFFIXES,
+    Camera,
+    FileSource,
+    FolderSource,
+    SyntheticSource,
+    UrlSource,
+    UsbSource,
+)
+
+log = logging.getLogger(__name__)
+
+# Called with (file path, its raw bytes, reason) for an image file that cannot be decoded.
+UndecodableHandler = Callable[[Path, bytes, str], None]
+
+# Fallback when a video file does not state its frame rate (OpenCV reports 0 or nonsense).
+DEFAULT_VIDEO_FPS = 25.0
+
+
+class SourceError(RuntimeError):
+    """A camera source that cannot produce frames (missing file, nothing decodable)."""
+
+
+class CapturedFrame(NamedTuple):
+    image: np.ndarray  # BGR, uint8, HxWx3
+    captured_at: datetime  # UTC
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Pacer:
+    """Real-time schedule at ``fps`` ticks per second. When the caller falls more
+    than one tick behind, the schedule re-anchors (the replay slows down) rather
+    than releasing a burst of frames."""
+
+    def __init__(self, fps: float, stop: threading.Event, clock: Callable[[], float] = time.monotonic) -> None:
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps!r}")
+        self.interval_s = 1.0 / fps
+        self._stop = stop
+        self._clock = clock
+        self._next: float | None = None
+
+    def wait(self) -> bool:
+        """Sleep until the next tick; False when stop was requested meanwhile."""
+        now = self._clock()
+        if self._next is None or now - self._next > self.interval_s:
+            self._next = now
+        delay = self._next - now
+        if delay > 0 and self._stop.wait(delay):
+            return False
+        self._next += self.interval_s
+        return not self._stop.is_set()
+
+
+class FrameSource(ABC):
+    """Base of every source: iterate for frames, ``close()`` (or ``with``) to release."""
+
+    def __init__(self, stop: threading.Event | None = None) -> None:
+        self.stop_event = stop or threading.Event()
+
+    @abstractmethod
+    def frames(self) -> Iterator[CapturedFrame]: ...
+
+    def __iter__(self) -> Iterator[CapturedFrame]:
+        return self.frames()
+
+    def close(self) -> None:
+        """Ask the source to stop; the iterator ends at its next wait."""
+        self.stop_event.set()
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def video_fps(capture: cv2.VideoCapture) -> float:
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    return float(fps) if 0 < fps <= 1000 else DEFAULT_VIDEO_FPS
+
+
+class VideoFileSource(FrameSource):
+    """A video file played at its own frame rate, optionally looping."""
+
+    def __init__(self, config: FileSource, stop: threading.Event | None = None) -> None:
+        super().__init__(stop)
+        self.path = config.path
+        self.loop = config.loop
+
+    def _open(self) -> cv2.VideoCapture:
+        capture = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        if not capture.isOpened():
+            capture.release()
+            raise SourceError(f"cannot open video file {self.path}")
+        return capture
+
+    def frames(self) -> Iterator[CapturedFrame]:
+        while not self.stop_event.is_set():
+            capture = self._open()
+            try:
+                pacer = Pacer(video_fps(capture), self.stop_event)
+                count = yield from self._play(capture, pacer)
+            finally:
+                capture.release()
+            if count == 0:
+                raise SourceError(f"no frame could be decoded from video file {self.path}")
+            if not self.loop:
+                return
+
+    def _play(self, capture: cv2.VideoCapture, pacer: Pacer) -> Generator[CapturedFrame, None, int]:
+        count = 0
+        while pacer.wait():
+            ok, image = capture.read()
+            if not ok:
+                break
+            count += 1
+            yield CapturedFrame(image, utc_now())
+        return count
+
+
+def decode_image_file(path: Path) -> tuple[np.ndarray | None, bytes, str]:
+    """(BGR image or None, raw bytes, reason when None)."""
+    raw = path.read_bytes()
+    try:
+        image = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_COLOR) if raw else None
+    except cv2.error as error:
+        return None, raw, f"cannot decode image file {path.name}: {error}"
+    if image is None:
+        return None, raw, f"cannot decode image file {path.name} ({len(raw)} bytes): not a readable image"
+    return image, raw, ""
+
+
+class ImageFolderSource(FrameSource):
+    """Images of a folder in name order, one per tick of the camera's fps.
+
+    A file that cannot be decoded goes to ``on_undecodable`` once and is skipped
+    on later passes; the camera carries on with the next file.
+    """
+
+    def __init__(
+        self,
+        config: FolderSource,
+        fps: float,
+        on_undecodable: UndecodableHandler,
+        stop: threading.Event | None = None,
+    ) -> None:
+        super().__init__(stop)
+        self.path = config.path
+        self.loop = config.loop
+        self.fps = fps
+        self.on_undecodable = on_undecodable
+        self.rejected: set[Path] = set()
+        self._told_ignored = False
+
+    def image_files(self) -> list[Path]:
+        if not self.path.is_dir():
+            raise SourceError(f"no such folder: {self.path}")
+        files = sorted(p for p in self.path.iterdir() if p.is_file() and not p.name.startswith("."))
+        ignored = [p.name for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+        if ignored and not self._told_ignored:
+            self._told_ignored = True
+            log.info("ignoring files without an image suffix", extra={"folder": str(self.path), "files": ignored})
+        return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p not in self.rejected]
+
+    def frames(self) -> Iterator[CapturedFrame]:
+        pacer = Pacer(self.fps, self.stop_event)
+        while True:
+            files = self.image_files()
+            count = yield from self._pass(files, pacer)
+            if not self.loop or self.stop_event.is_set():
+                return
+            if count == 0:
+                raise SourceError(f"no decodable images in folder {self.path}")
+
+    def _pass(self, files: list[Path], pacer: Pacer) -> Generator[CapturedFrame, None, int]:
+        count = 0
+        for path in files:
+            image, raw, reason = decode_image_file(path)
+            if image is None:
+                self.rejected.add(path)
+                self.on_undecodable(path, raw, reason)
+                continue
+            if not pacer.wait():
+                break
+            count += 1
+            yield CapturedFrame(image, utc_now())
+        return count
+
+
+class SyntheticPatternSource(FrameSource):
+    """Generated frames at the camera's fps: coloured boxes moving over a gradient, or noise."""
+
+    def __init__(self, config: SyntheticSource, fps: float, stop: threading.Event | None = None) -> None:
+        super().__init__(stop)
+        self.config = config
+        self.fps = fps
+        self._rng = np.random.default_rng(config.seed)
+        self._background = self._gradient(config.width, config.height)
+
+    @staticmethod
+    def _gradient(width: int, height: int) -> np.ndarray:
+        ramp_x = np.linspace(40, 200, width, dtype=np.float32)[None, :]
+        ramp_y = np.linspace(30, 120, height, dtype=np.float32)[:, None]
+        return np.dstack([np.broadcast_to(ramp_x, (height, width)), np.broadcast_to(ramp_y, (height, width)),
+                          np.full((height, width), 90, np.float32)]).astype(np.uint8)  # fmt: skip
+
+    def render(self, index: int) -> np.ndarray:
+        width, height = self.config.width, self.config.height
+        if self.config.pattern == "noise":
+            return self._rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+        image = self._background.copy()
+        size = max(8, min(width, height) // 5)
+        colours = [(0, 0, 255), (0, 200, 0), (255, 80, 0)]
+        for box, colour in enumerate(colours):
+            x = _bounce(index * (3 + 2 * box) + box * width // 3, width - size)
+            y = _bounce(index * (2 + box) + box * height // 4, height - size)
+            cv2.rectangle(image, (x, y), (x + size, y + size), colour, thickness=-1)
+        cv2.putText(image, str(index), (8, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
+        return image
+
+    def frames(self) -> Iterator[CapturedFrame]:
+        pacer = Pacer(self.fps, self.stop_event)
+        index = 0
+        while pacer.wait():
+            yield CapturedFrame(self.render(index), utc_now())
+            index += 1
+
+
+def _bounce(position: int, span: int) -> int:
+    """Position moving back and forth over 0..span."""
+    if span <= 0:
+        return 0
+    cycle = position % (2 * span)
+    return cycle if cycle <= span else 2 * span - cycle
+
+
+class LiveStreamSource(FrameSource):
+    """An OpenCV stream (URL or USB device) that reconnects with exponential backoff."""
+
+    def __init__(self, config: UrlSource | UsbSource, stop: threading.Event | None = None) -> None:
+        super().__init__(stop)
+        self.config = config
+        self.reconnects = 0
+        self.target = config.url if isinstance(config, UrlSource) else config.device
+
+    def _open(self) -> cv2.VideoCapture | None:
+        timeout_ms = int(self.config.timeout_s * 1000)
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+        if isinstance(self.target, str):
+            capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
+        else:
+            capture = cv2.VideoCapture(self.target, cv2.CAP_ANY, params)
+        if capture.isOpened():
+            return capture
+        capture.release()
+        return None
+
+    def frames(self) -> Iterator[CapturedFrame]:
+        delay = self.config.reconnect_initial_s
+        while not self.stop_event.is_set():
+            capture = self._open()
+            if capture is not None:
+                try:
+                    for frame in self._read(capture):
+                        delay = self.config.reconnect_initial_s  # healthy again: reset the backoff
+                        yield frame
+                finally:
+                    capture.release()
+            if self.stop_event.is_set():
+                return
+            self.reconnects += 1
+            log.warning("camera stream unavailable, reconnecting", extra={"source": str(self.target), "retry_in_s": delay})
+            if self.stop_event.wait(delay):
+                return
+            delay = min(delay * 2, self.config.reconnect_max_s)
+
+    def _read(self, capture: cv2.VideoCapture) -> Iterator[CapturedFrame]:
+        while not self.stop_event.is_set():
+            ok, image = capture.read()
+            if not ok or image is None:
+                return
+            yield CapturedFrame(image, utc_now())
+
+
+def open_source(camera: Camera, on_undecodable: UndecodableHandler, stop: threading.Event | None = None) -> FrameSource:
+    """The frame source for a camera's configured kind."""
+    source = camera.source
+    if isinstance(source, FileSource):
+        return VideoFileSource(source, stop)
+    if isinstance(source, FolderSource):
+        return ImageFolderSource(source, camera.fps, on_undecodable, stop)
+    if isinstance(source, SyntheticSource):
+        return SyntheticPatternSource(source, camera.fps, stop)
+    return LiveStreamSource(source, stop)
