@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from processors.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
+from processors.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_for_size
 from processors.letterbox import LetterboxTransform, letterbox
 from processors.nanodet import INPUT_SIZE, decode_outputs, split_batch, to_input_tensor
 from processors.nms import class_aware_nms
@@ -81,7 +81,8 @@ def thresholds_from_parameters(parameters: Mapping[str, object]) -> Thresholds:
 
 def preprocess(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, LetterboxTransform]:
     """Encoded JPEG/PNG bytes to NanoDet's [3,416,416] input; DecodeError for bad bytes."""
-    canvas, transform = letterbox(decode_image(data, max_pixels), INPUT_SIZE)
+    decoded = decode_for_size(data, INPUT_SIZE, max_pixels)
+    canvas, transform = letterbox(decoded.pixels, INPUT_SIZE, source_size=(decoded.width, decoded.height))
     return to_input_tensor(canvas), transform
 
 

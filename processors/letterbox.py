@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-# NanoDet's BGR mean, so padding normalises to ~0: the network sees "nothing" there, not black.
-DEFAULT_PAD_BGR = (104, 116, 124)
+# Black, as NanoDet's own keep-ratio warp pads during training (triton_models/nanodet/PROVENANCE.md).
+DEFAULT_PAD_BGR = (0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,22 @@ def plan_letterbox(width: int, height: int, size: int) -> LetterboxTransform:
 
 
 def letterbox(
-    image: np.ndarray, size: int = 416, pad_bgr: tuple[int, int, int] = DEFAULT_PAD_BGR
+    image: np.ndarray,
+    size: int = 416,
+    pad_bgr: tuple[int, int, int] = DEFAULT_PAD_BGR,
+    source_size: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, LetterboxTransform]:
-    """Place a BGR uint8 [H,W,3] image on a size x size canvas; return the canvas and transform."""
+    """Place a BGR uint8 [H,W,3] image on a size x size canvas; return the canvas and transform.
+
+    ``source_size`` (width, height) is the size of the image as encoded when ``image`` was
+    decoded at a reduced scale: the transform then maps boxes to the original's pixels.
+    """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected a BGR uint8 [H,W,3] image, got {image.dtype} {image.shape}")
     height, width = image.shape[:2]
-    transform = plan_letterbox(width, height, size)
-    new_w = round(width * transform.scale_x)
-    new_h = round(height * transform.scale_y)
+    transform = plan_letterbox(*(source_size or (width, height)), size)
+    new_w = round(transform.width * transform.scale_x)
+    new_h = round(transform.height * transform.scale_y)
     # INTER_AREA averages when shrinking (no aliasing of 4K frames); linear when enlarging.
     shrinking = new_w < width or new_h < height
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR

@@ -36,11 +36,11 @@ def cooldowns_table(app: faust.App, context: WorkerContext) -> faust.Table:
     partitions = context.settings.kafka.partitions
     changelog = app.topic(
         cooldowns_changelog(context.topics),
-        key_type=str, value_type=dict, key_serializer="json", value_serializer="json",
+        key_type=str, value_type=None, key_serializer="json", value_serializer="json",
         partitions=partitions, compacting=True, acks=False, internal=True,
     )  # fmt: skip
     return app.Table(
-        COOLDOWNS_TABLE, default=dict, key_type=str, value_type=dict,
+        COOLDOWNS_TABLE, default=dict, key_type=str, value_type=None,
         partitions=partitions, changelog_topic=changelog, help="per camera: rule id -> captured_at of its last alert",
     )  # fmt: skip
 
@@ -72,14 +72,14 @@ class AlertStage:
         started = time.perf_counter()
         frame = parse_detections(event)
         if isinstance(frame, tuple):
-            reason, error_type = frame
-            record = dead_letter_record(self.deadletter_topic, event, stage=STAGE, reason=reason,
-                                        error_type=error_type, metrics=self.metrics)  # fmt: skip
-            await produce_in_order([record], ceiling_s=self.context.worker.retry_max_backoff_s)
-            self.metrics.frames.labels(stage=STAGE, outcome="deadletter").inc()
+            await self._dead_letter(event, *frame)
         else:
-            await self._evaluate(frame)
-            self.metrics.frames.labels(stage=STAGE, outcome="ok").inc()
+            try:
+                await self._evaluate(frame)
+                self.metrics.frames.labels(stage=STAGE, outcome="ok").inc()
+            except Exception as error:  # noqa: BLE001 - a bug must not crash the worker nor lose the frame
+                log.exception("unexpected error in alert; frame sent to the dead-letter topic")
+                await self._dead_letter(event, f"unexpected error in alert: {error!r}", type(error).__name__)
         self.metrics.processed(event.message.tp, event.message.offset)
         self.metrics.latency.labels(stage=STAGE, step="evaluate").observe(time.perf_counter() - started)
 
@@ -94,6 +94,12 @@ class AlertStage:
                 log.info("alert", extra={"alert_id": alert.alert_id, "severity": alert.severity.value})
         if evaluation.state != state:
             self.table[frame.camera_id] = evaluation.state
+
+    async def _dead_letter(self, event: EventT, reason: str, error_type: str) -> None:
+        record = dead_letter_record(self.deadletter_topic, event, stage=STAGE, reason=reason,
+                                    error_type=error_type, metrics=self.metrics)  # fmt: skip
+        await produce_in_order([record], ceiling_s=self.context.worker.retry_max_backoff_s)
+        self.metrics.frames.labels(stage=STAGE, outcome="deadletter").inc()
 
     def _record(self, alert: Alert) -> Outgoing:
         return Outgoing(self.alerts_topic, alert.camera_id.encode(), alert.model_dump_json().encode())

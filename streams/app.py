@@ -41,6 +41,7 @@ class WorkerSettings(BaseSettings):
     persist_max_interval_s: float = Field(1.0, gt=0, le=60, description="longest time a message waits for its flush")
     commit_interval_s: float = Field(1.0, gt=0, le=60, description="how often acked offsets are committed")
     retry_max_backoff_s: float = Field(10.0, gt=0, description="ceiling of the retry backoff for transient faults")
+    shutdown_timeout_s: float = Field(60.0, gt=0, description="SIGTERM: longest wait for batches in hand")
     lag_interval_s: float = Field(5.0, gt=0, description="how often the consumer-lag gauge is refreshed")
 
 
@@ -76,10 +77,6 @@ def cooldowns_changelog(topics: TopicNames) -> str:
     return f"{topics.prefix}framestream.alert.{COOLDOWNS_TABLE}-changelog"
 
 
-def broker_urls(bootstrap_servers: str) -> list[str]:
-    return [f"kafka://{host.strip()}" for host in bootstrap_servers.split(",") if host.strip()]
-
-
 def create_app(
     settings: Settings,
     stages: Sequence[Stage],
@@ -90,12 +87,12 @@ def create_app(
     """A faust App with the given stages' agents registered. Topics must exist beforehand."""
     from streams.kafka_config import faust_broker_settings
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    datadir = settings.data_dir / "faust" / context.worker_id
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id(settings.kafka.topic_prefix, stages),
-        broker=broker_urls(settings.kafka.bootstrap_servers),
         store="rocksdb://",
-        datadir=str(settings.data_dir / "faust" / context.worker_id),
+        datadir=str(datadir),
         # Topics are created up front with the right partition count; Tansu would auto-create
         # unknown ones with its own, and the assignor's leader topic is not needed.
         topic_allow_declare=False,
@@ -104,9 +101,8 @@ def create_app(
         web_port=web_port or 6066,
         web_bind="127.0.0.1",
         broker_commit_interval=context.worker.commit_interval_s,
-        consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
-        **faust_broker_settings(settings.kafka),
+        **faust_broker_settings(settings.kafka),  # broker URLs, offsets from earliest, Tansu's profile
     )
     _register_stages(app, stages, context)
     return app
@@ -128,7 +124,7 @@ def _register_stages(app: faust.App, stages: Sequence[Stage], context: WorkerCon
         persist.register(app, context)
     from streams import metrics
 
-    metrics.register_lag_timer(app, context.metrics, context.worker.lag_interval_s)
+    metrics.register_consumer_metrics(app, context.metrics, context.worker.lag_interval_s)
 
 
 def raw_topic(app: faust.App, *names: str) -> faust.TopicT:

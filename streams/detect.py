@@ -154,6 +154,13 @@ class DetectStage:
         return Outgoing(self.detections_topic, outcome.camera_id.encode(), outcome.model_dump_json().encode())
 
     async def _process_frame(self, event: EventT, batched_at: float) -> FrameDetections | Rejection:
+        try:
+            return await self._detect_frame(event, batched_at)
+        except Exception as error:  # noqa: BLE001 - a bug must not crash the worker nor lose the frame
+            log.exception("unexpected error in detect; frame sent to the dead-letter topic")
+            return Rejection(f"unexpected error in detect: {error!r}", type(error).__name__)
+
+    async def _detect_frame(self, event: EventT, batched_at: float) -> FrameDetections | Rejection:
         arrival = arrival_of(event, batched_at)
         meta = parse_frame(event)
         if isinstance(meta, Rejection):

@@ -65,6 +65,10 @@ class WorkerMetrics:
             "framestream_transient_retries_total", "Retries after a transient fault (Triton, ClickHouse, Kafka)",
             ["stage", "target"], registry=self.registry,
         )
+        self.assigned = Gauge(
+            "framestream_assigned_partitions", "Partitions assigned to this worker, per topic",
+            ["topic"], registry=self.registry,
+        )
         self._next_offset: dict[TP, int] = {}
 
     @contextmanager
@@ -92,6 +96,11 @@ class WorkerMetrics:
                 lag = max(0, highwater - self._next_offset[tp])
                 self.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
+    def update_assignment(self, assigned: set[TP]) -> None:
+        self.assigned.clear()
+        for topic in {tp.topic for tp in assigned}:
+            self.assigned.labels(topic=topic).set(sum(1 for tp in assigned if tp.topic == topic))
+
 
 def serve(metrics: WorkerMetrics, port: int, host: str = "127.0.0.1") -> int:
     """Start the /metrics HTTP server in a daemon thread; returns the bound port (useful with 0)."""
@@ -101,7 +110,17 @@ def serve(metrics: WorkerMetrics, port: int, host: str = "127.0.0.1") -> int:
     return bound
 
 
-def register_lag_timer(app: faust.App, metrics: WorkerMetrics, interval_s: float) -> None:
+def register_consumer_metrics(app: faust.App, metrics: WorkerMetrics, interval_s: float) -> None:
+    """Keep the lag and assignment gauges current: on every rebalance, and the lag every ``interval_s``."""
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: faust.App, assigned: set[TP], **kwargs: object) -> None:
+        metrics.update_assignment(set(assigned))
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: faust.App, revoked: set[TP], **kwargs: object) -> None:
+        metrics.update_assignment(set())
+
     @app.timer(interval=interval_s)
     async def refresh_lag() -> None:
         metrics.update_lag(app.consumer)

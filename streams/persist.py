@@ -88,8 +88,10 @@ class PersistStage:
             message = model.model_validate_json(event.message.value or b"")
             self.sink.add(message)
         except (ValidationError, RowConversionError) as error:
-            reason = f"cannot store as {model.__name__}: {error}"
-            return self._reject(event, reason, type(error).__name__)
+            return self._reject(event, f"cannot store as {model.__name__}: {error}", type(error).__name__)
+        except Exception as error:  # noqa: BLE001 - a bug must not crash the worker nor lose the record
+            log.exception("unexpected error in persist; record sent to the dead-letter topic")
+            return self._reject(event, f"unexpected error in persist: {error!r}", type(error).__name__)
         self.buffered[message_id(message)] = Buffered(event, kind)
         return None
 
@@ -187,6 +189,9 @@ def register(app: faust.App, context: WorkerContext) -> PersistStage:
 
     @app.timer(interval=window.total_seconds())
     async def persist_flush_timer() -> None:
-        await stage.flush_if_due()
+        try:
+            await stage.flush_if_due()
+        except Exception:  # the rows stay buffered and their events held: the next tick tries again
+            log.exception("flush failed; retrying on the next tick")
 
     return stage

@@ -93,8 +93,8 @@ async def _detect_files(files: list[Path], url: str, settings: Settings, score: 
             for chunk in _chunks(files, CHUNK):
                 readable = _read_files(chunk)
                 failures += len(chunk) - len(readable)
-                results = await client.detect_many(list(readable.values()), score, iou)
-                for (path, data), result in zip(readable.items(), results):
+                results = await client.detect_many([data for _, data in readable], score, iou)
+                for (path, data), result in zip(readable, results):
                     if isinstance(result, InferenceRejected):
                         print(f"framestream detect: {path}: rejected: {result}", file=sys.stderr)
                         failures += 1
@@ -128,11 +128,12 @@ def image_record(path: Path, data: bytes, detections: ObjectDetections) -> dict[
     }
 
 
-def _read_files(paths: list[Path]) -> dict[Path, bytes]:
-    readable: dict[Path, bytes] = {}
+def _read_files(paths: list[Path]) -> list[tuple[Path, bytes]]:
+    """(path, bytes) of each readable file, in order (a path given twice is read twice)."""
+    readable: list[tuple[Path, bytes]] = []
     for path in paths:
         try:
-            readable[path] = path.read_bytes()
+            readable.append((path, path.read_bytes()))
         except OSError as error:
             print(f"framestream detect: {path}: cannot read: {error.strerror or error}", file=sys.stderr)
     return readable

@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import socket
+import threading
 
 from framestream.config_files import ConfigFileError
 from framestream.settings import Settings
@@ -19,6 +20,7 @@ from framestream.settings import Settings
 log = logging.getLogger(__name__)
 
 EXIT_CONFIG = 2
+EXIT_SHUTDOWN_TIMEOUT = 3
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -92,19 +94,45 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     log.info("worker starting", extra={"worker_id": worker_id, "stages": [s.value for s in stages],
                                        "group": app.conf.id})  # fmt: skip
     try:
-        return _run_faust(app, settings.log_level)
+        return _run_faust(app, settings.log_level, context.worker.shutdown_timeout_s)
     finally:
         for close in context.closers:
             close()
 
 
-def _run_faust(app: "faust.App", log_level: str) -> int:  # noqa: F821 - faust imported lazily
+def _run_faust(app: "faust.App", log_level: str, shutdown_timeout_s: float) -> int:  # noqa: F821 - lazy import
     import faust
 
-    worker = faust.Worker(app, loglevel=log_level, quiet=True, redirect_stdouts=False, override_logging=False)
+    class Worker(faust.Worker):
+        """faust's worker, with a deadline on graceful shutdown.
+
+        On SIGTERM faust waits for every event in hand to be acked. An event that
+        can never be (its actor died holding it) would block that forever; held
+        events are not committed, so exiting after the deadline loses nothing:
+        the next worker reads them again."""
+
+        def _schedule_shutdown(self, signal: "signal.Signals") -> None:  # noqa: F821
+            if not self._signal_stop_time:
+                _exit_after(shutdown_timeout_s)
+            super()._schedule_shutdown(signal)
+
+    worker = Worker(app, loglevel=log_level, quiet=True, redirect_stdouts=False, override_logging=False)
+    worker.spinner = None  # it writes terminal escapes into the JSON log stream
     try:
         worker.execute_from_commandline()
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     return 0
+
+
+def _exit_after(seconds: float) -> None:
+    def give_up() -> None:
+        log.error("graceful shutdown took too long; exiting without committing the events in hand",
+                  extra={"shutdown_timeout_s": seconds})  # fmt: skip
+        logging.shutdown()
+        os._exit(EXIT_SHUTDOWN_TIMEOUT)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()

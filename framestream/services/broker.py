@@ -13,6 +13,7 @@ DESIGN.md and ``streams/kafka_config.py`` for the client side):
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.resources
 import os
@@ -30,6 +31,7 @@ from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 from streams.topics import TopicNames
 
 STORAGE_ENGINE = "memory://tansu/"
+READY_LINE = "ready in"  # Tansu 0.6.0 prints "ready in 2ms" once its listener is bound
 _PR_SET_PDEATHSIG = 1
 
 
@@ -82,10 +84,8 @@ def port_is_free(host: str, port: int) -> bool:
 
 def _die_with_parent() -> None:
     """Runs in the child before exec: a broker must not outlive a crashed parent (Linux only)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 def fetch_metadata(bootstrap_servers: str, timeout_s: float) -> ClusterMetadata:
@@ -114,6 +114,7 @@ class LocalBroker:
         self.cluster_id = cluster_id
         self.startup_timeout_s = startup_timeout_s
         self.log_path: Path | None = None
+        self._log_offset = 0
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -126,7 +127,7 @@ class LocalBroker:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def start(self) -> "LocalBroker":
+    def start(self) -> LocalBroker:
         if self._process is not None:
             raise BrokerError("the broker is already started")
         binary = self.binary or tansu_binary()
@@ -158,6 +159,7 @@ class LocalBroker:
             "--cluster-id", self.cluster_id,
         ]  # fmt: skip
         env = {**os.environ, "NO_COLOR": "1"}  # plain log lines, no ANSI escapes
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -171,15 +173,21 @@ class LocalBroker:
             raise
 
     def _wait_ready(self) -> None:
+        """Ready = our process logged "ready" and a metadata request succeeds.
+
+        The log line matters: on a taken port a metadata request would be answered
+        by whatever already listens there, while our Tansu is about to exit.
+        """
         deadline = time.monotonic() + self.startup_timeout_s
         while True:
             self._raise_if_exited()
-            try:
-                metadata = fetch_metadata(f"{self.host}:{self.port}", timeout_s=1.0)
-                if metadata.brokers:
-                    return
-            except KafkaException:
-                pass
+            if READY_LINE in self._log_since_launch():
+                try:
+                    if fetch_metadata(f"{self.host}:{self.port}", timeout_s=1.0).brokers:
+                        self._raise_if_exited()
+                        return
+                except KafkaException:
+                    pass
             if time.monotonic() > deadline:
                 raise BrokerError(
                     f"Tansu did not answer a metadata request within {self.startup_timeout_s:.0f}s; "
@@ -191,18 +199,19 @@ class LocalBroker:
         assert self._process is not None
         if self._process.poll() is None:
             return
-        log_tail = self._log_tail()
+        log_tail = self._log_since_launch()[-4000:]
         code = self._process.returncode
         self._process = None
         if "AddrInUse" in log_tail or "Address in use" in log_tail:
             raise BrokerPortInUse(f"cannot start the broker: {self.host}:{self.port} is already in use")
         raise BrokerError(f"Tansu exited during startup with status {code}; log {self.log_path}:\n{log_tail}")
 
-    def _log_tail(self, max_bytes: int = 4000) -> str:
+    def _log_since_launch(self) -> str:
         if self.log_path is None or not self.log_path.exists():
             return ""
-        data = self.log_path.read_bytes()[-max_bytes:]
-        return data.decode("utf-8", errors="replace")
+        with open(self.log_path, "rb") as log:
+            log.seek(self._log_offset)
+            return log.read().decode("utf-8", errors="replace")
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGINT, then SIGKILL if Tansu has not exited within ``timeout_s``. Idempotent.
@@ -221,7 +230,7 @@ class LocalBroker:
             process.kill()
             process.wait(timeout=timeout_s)
 
-    def __enter__(self) -> "LocalBroker":
+    def __enter__(self) -> LocalBroker:
         return self.start() if self._process is None else self
 
     def __exit__(

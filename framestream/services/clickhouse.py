@@ -13,16 +13,18 @@ may share a path. The process that runs the persist stage owns the path.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError, ProgrammingError
 from pydantic import SecretStr
 
 from framestream.settings import REPO_ROOT, ClickHouseSettings
@@ -50,6 +52,7 @@ TRANSIENT_ERROR_CODES = frozenset(
         210,  # NETWORK_ERROR
         241,  # MEMORY_LIMIT_EXCEEDED
         242,  # TABLE_IS_READ_ONLY
+        243,  # NOT_ENOUGH_SPACE (disk full: rows wait until an operator frees space)
         252,  # TOO_MANY_PARTS ("merges are processing significantly slower than inserts")
         285,  # TOO_FEW_LIVE_REPLICAS
         319,  # UNKNOWN_STATUS_OF_INSERT
@@ -58,6 +61,33 @@ TRANSIENT_ERROR_CODES = frozenset(
         1000,  # POCO_EXCEPTION
     }
 )
+
+
+# Errors about the database itself, not about any row: a missing table, column or database,
+# bad credentials, no privilege. Every row would fail the same way.
+SYSTEMIC_ERROR_CODES = frozenset(
+    {
+        8,  # THERE_IS_NO_COLUMN
+        16,  # NO_SUCH_COLUMN_IN_TABLE
+        36,  # BAD_ARGUMENTS
+        47,  # UNKNOWN_IDENTIFIER
+        60,  # UNKNOWN_TABLE
+        62,  # SYNTAX_ERROR
+        76,  # CANNOT_OPEN_FILE
+        81,  # UNKNOWN_DATABASE
+        192,  # UNKNOWN_USER
+        193,  # WRONG_PASSWORD
+        194,  # REQUIRED_PASSWORD
+        497,  # ACCESS_DENIED
+        516,  # AUTHENTICATION_FAILED
+    }
+)
+# Raised by clickhouse-connect while serialising a value its column cannot take.
+_SERIALISATION_ERRORS = (ValueError, TypeError, AttributeError, OverflowError, struct.error)
+
+
+class ChdbBusyError(RuntimeError):
+    """The chDB directory is held by another process."""
 
 
 class MigrationError(RuntimeError):
@@ -101,15 +131,36 @@ def connect(settings: ClickHouseSettings, data_dir: Path) -> Client:
     """
     dsn = settings.dsn or chdb_dsn(data_dir)
     log.info("connecting to ClickHouse", extra={"dsn": redact_dsn(dsn)})
-    if dsn.startswith("chdb:") or urlparse(dsn).username:
-        client = clickhouse_connect.get_client(dsn=dsn)
-    else:
-        client = clickhouse_connect.get_client(
-            dsn=dsn, username=settings.username, password=settings.password.get_secret_value()
-        )
+    try:
+        if dsn.startswith("chdb:") or urlparse(dsn).username:
+            client = clickhouse_connect.get_client(dsn=dsn)
+        else:
+            client = clickhouse_connect.get_client(
+                dsn=dsn, username=settings.username, password=settings.password.get_secret_value()
+            )
+    except ProgrammingError as error:
+        if dsn.startswith("chdb:") and chdb_path_locked(Path(urlparse(dsn).path)):
+            raise ChdbBusyError(
+                f"{redact_dsn(dsn)} is open in another process (a persist worker?): one process per chDB "
+                "directory. Stop it, or point FRAMESTREAM_CLICKHOUSE_DSN at a ClickHouse server."
+            ) from error
+        raise
     if database_exists(client, settings.database):
         client.database = settings.database
     return client
+
+
+def chdb_path_locked(path: Path) -> bool:
+    """Whether another process holds the chDB directory (ClickHouse flocks its ``status`` file)."""
+    try:
+        with open(path / "status", "rb") as status:
+            fcntl.flock(status, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(status, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def is_embedded(client: Client) -> bool:
@@ -135,6 +186,16 @@ def is_transient(error: BaseException) -> bool:
         return isinstance(error, OperationalError) or bool(_TRANSIENT_HTTP_STATUS.search(str(error)))
     cause = error.__cause__ or error.__context__
     return cause is not None and cause is not error and is_transient(cause)
+
+
+def is_row_error(error: BaseException) -> bool:
+    """Whether some rows' values (not the database, not the connection) can explain a permanent error:
+    then the batch is worth narrowing down to the messages causing it."""
+    if isinstance(error, DatabaseError):
+        if error.code is not None:
+            return error.code not in SYSTEMIC_ERROR_CODES and error.code not in TRANSIENT_ERROR_CODES
+        return isinstance(error, DataError)  # client-side: a value its column type cannot hold
+    return isinstance(error, _SERIALISATION_ERRORS)
 
 
 def quote_identifier(name: str) -> str:
@@ -246,7 +307,11 @@ def apply_ttl(client: Client, database: str, ttl_days: int) -> list[str]:
 
 
 def apply_server_users(
-    client: Client, database: str, writer_password: SecretStr, grafana_password: SecretStr, path: Path = SERVER_USERS_FILE
+    client: Client,
+    database: str,
+    writer_password: SecretStr,
+    grafana_password: SecretStr,
+    path: Path = SERVER_USERS_FILE,
 ) -> None:
     """Create or update the ``framestream_writer`` and ``grafana_reader`` users on a ClickHouse server."""
     if is_embedded(client):

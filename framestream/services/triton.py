@@ -144,8 +144,6 @@ class LocalTriton:
         """Start tritonserver and wait until every model is ready; raise TritonStartError if not."""
         if self._process is not None:
             raise RuntimeError("this LocalTriton is already running")
-        if not (self.model_repository / "detector").is_dir():
-            log.warning("model repository %s has no detector model", self.model_repository)
         for name, port in vars(self.ports).items():
             _require_free_port(self.host, port, name)
         distribution = TritonDistribution.locate(self.venv)

@@ -17,8 +17,9 @@ relative paths resolve against the YAML file's directory.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -40,7 +41,9 @@ class FileSource(_Strict):
 
 class FolderSource(_Strict):
     kind: Literal["folder"]
-    path: Path = Field(title="Image folder", description=f"images ({', '.join(sorted(IMAGE_SUFFIXES))}), read in name order")
+    path: Path = Field(
+        title="Image folder", description=f"images ({', '.join(sorted(IMAGE_SUFFIXES))}), read in name order"
+    )
     loop: bool = Field(False, description="start again after the last image instead of finishing the camera")
 
 
@@ -58,7 +61,7 @@ class _LiveSource(_Strict):
     timeout_s: float = Field(10.0, gt=0, le=300, description="open and read timeout of the stream")
 
     @model_validator(mode="after")
-    def _backoff_ordered(self) -> "_LiveSource":
+    def _backoff_ordered(self) -> _LiveSource:
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
         return self
@@ -79,7 +82,7 @@ class UsbSource(_LiveSource):
 
 # "kind" picks the model, so an error names e.g. cameras[0].source.folder.path.
 Source = Annotated[
-    Union[FileSource, FolderSource, SyntheticSource, UrlSource, UsbSource], Field(discriminator="kind")
+    FileSource | FolderSource | SyntheticSource | UrlSource | UsbSource, Field(discriminator="kind")
 ]
 
 
@@ -98,8 +101,8 @@ class CamerasFile(_Strict):
     @field_validator("cameras")
     @classmethod
     def _unique_ids(cls, cameras: list[Camera]) -> list[Camera]:
-        seen: set[str] = set()
-        duplicates = sorted({camera.id for camera in cameras if camera.id in seen or seen.add(camera.id)})
+        counts = Counter(camera.id for camera in cameras)
+        duplicates = sorted(camera_id for camera_id, count in counts.items() if count > 1)
         if duplicates:
             raise ValueError(f"camera ids must be unique; repeated: {', '.join(duplicates)}")
         return cameras
@@ -126,8 +129,9 @@ def load_cameras(path: Path) -> list[Camera]:
     problems: list[tuple[str, str]] = []
     for index, camera in enumerate(config.cameras):
         if isinstance(camera.source, (FileSource, FolderSource)):
-            camera = camera.model_copy(update={"source": _resolve(camera.source, path.parent)})
-            problem = _path_problem(camera.source)
+            source = _resolve(camera.source, path.parent)
+            camera = camera.model_copy(update={"source": source})
+            problem = _path_problem(source)
             if problem:
                 problems.append((f"cameras[{index}].source.path", problem))
         cameras.append(camera)

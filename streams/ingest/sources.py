@@ -87,7 +87,8 @@ class FrameSource(ABC):
         self.stop_event = stop or threading.Event()
 
     @abstractmethod
-    def frames(self) -> Iterator[CapturedFrame]: ...
+    def frames(self) -> Generator[CapturedFrame, None, None]:
+        """Frames until the source ends or ``close()``; close the generator to release the device."""
 
     def __iter__(self) -> Iterator[CapturedFrame]:
         return self.frames()
@@ -96,7 +97,7 @@ class FrameSource(ABC):
         """Ask the source to stop; the iterator ends at its next wait."""
         self.stop_event.set()
 
-    def __enter__(self) -> "FrameSource":
+    def __enter__(self) -> FrameSource:
         return self
 
     def __exit__(
@@ -125,7 +126,7 @@ class VideoFileSource(FrameSource):
             raise SourceError(f"cannot open video file {self.path}")
         return capture
 
-    def frames(self) -> Iterator[CapturedFrame]:
+    def frames(self) -> Generator[CapturedFrame, None, None]:
         while not self.stop_event.is_set():
             capture = self._open()
             try:
@@ -193,7 +194,7 @@ class ImageFolderSource(FrameSource):
             log.info("ignoring files without an image suffix", extra={"folder": str(self.path), "files": ignored})
         return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p not in self.rejected]
 
-    def frames(self) -> Iterator[CapturedFrame]:
+    def frames(self) -> Generator[CapturedFrame, None, None]:
         pacer = Pacer(self.fps, self.stop_event)
         while True:
             files = self.image_files()
@@ -249,7 +250,7 @@ class SyntheticPatternSource(FrameSource):
         cv2.putText(image, str(index), (8, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
         return image
 
-    def frames(self) -> Iterator[CapturedFrame]:
+    def frames(self) -> Generator[CapturedFrame, None, None]:
         pacer = Pacer(self.fps, self.stop_event)
         index = 0
         while pacer.wait():
@@ -286,7 +287,7 @@ class LiveStreamSource(FrameSource):
         capture.release()
         return None
 
-    def frames(self) -> Iterator[CapturedFrame]:
+    def frames(self) -> Generator[CapturedFrame, None, None]:
         delay = self.config.reconnect_initial_s
         while not self.stop_event.is_set():
             capture = self._open()
@@ -300,7 +301,9 @@ class LiveStreamSource(FrameSource):
             if self.stop_event.is_set():
                 return
             self.reconnects += 1
-            log.warning("camera stream unavailable, reconnecting", extra={"source": str(self.target), "retry_in_s": delay})
+            log.warning(
+                "camera stream unavailable, reconnecting", extra={"source": str(self.target), "retry_in_s": delay}
+            )
             if self.stop_event.wait(delay):
                 return
             delay = min(delay * 2, self.config.reconnect_max_s)

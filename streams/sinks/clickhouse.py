@@ -16,9 +16,14 @@ Contract (after quix-streams' batching sinks):
   the replay-safe rollups (see infra/clickhouse/migrations).
 - Transient errors (connection refused, timeouts, overload) are retried with
   exponential backoff until they pass or ``cancel()`` is called; rows are
-  never dropped. A permanent error is narrowed down to the messages causing
-  it and raised as ``PermanentInsertError`` naming them; the rest of the
-  batch is stored, so the caller dead-letters those messages and flushes again.
+  never dropped. A permanent error that rows can cause (a value refused by
+  the server or by the client's serialisation) is narrowed down to the
+  messages causing it and raised as ``PermanentInsertError`` naming them; the
+  rest of the batch is stored, so the caller dead-letters those messages and
+  flushes again (rows those messages already have in a table flushed earlier
+  stay). An error no row explains (missing table, bad credentials, chDB
+  directory held by another process) is ``SinkFailure``: nothing is refused,
+  the rows stay buffered, and the worker should stop without committing.
 
 Not thread-safe by design beyond a lock that serialises calls: a flush that is
 retrying blocks ``add``, which is the backpressure the pipeline wants.
@@ -36,15 +41,26 @@ from dataclasses import dataclass, field
 from clickhouse_connect.driver.client import Client
 from prometheus_client import Counter, Gauge, Histogram
 
-from framestream.services.clickhouse import is_transient, quote_identifier
+from framestream.services.clickhouse import is_row_error, is_transient, quote_identifier
 from streams.sinks.rows import TABLES, Persistable, Row, RowConversionError, Table, rows_for
 
-__all__ = ["ClickHouseSink", "FlushResult", "PermanentInsertError", "RetryPolicy", "RowConversionError", "SinkCancelled"]
+__all__ = [
+    "ClickHouseSink",
+    "FlushResult",
+    "PermanentInsertError",
+    "RetryPolicy",
+    "RowConversionError",
+    "SinkCancelled",
+    "SinkFailure",
+]
+LOOKUP_CHUNK = 2_000  # ids per lookup query: bounded query size however large the batch
 
 log = logging.getLogger(__name__)
 
 ROWS_INSERTED = Counter("framestream_sink_rows_inserted_total", "Rows written to ClickHouse", ["table"])
-ROWS_SKIPPED = Counter("framestream_sink_rows_skipped_total", "Rows not written because their id was already stored", ["table"])
+ROWS_SKIPPED = Counter(
+    "framestream_sink_rows_skipped_total", "Rows not written because their id was already stored", ["table"]
+)
 INSERTS = Counter("framestream_sink_inserts_total", "INSERT statements that succeeded", ["table"])
 RETRIES = Counter("framestream_sink_retries_total", "Transient ClickHouse errors retried", ["table"])
 INSERT_SECONDS = Histogram(
@@ -56,6 +72,11 @@ BUFFERED_ROWS = Gauge("framestream_sink_buffered_rows", "Rows waiting for the ne
 
 class SinkCancelled(RuntimeError):
     """``cancel()`` was called while a flush was waiting to retry; the rows are still buffered."""
+
+
+class SinkFailure(RuntimeError):
+    """ClickHouse cannot take any row (missing table, bad credentials, chDB directory held elsewhere):
+    not the messages' fault, so nothing is refused; the rows stay buffered and the caller should stop."""
 
 
 class PermanentInsertError(RuntimeError):
@@ -84,10 +105,11 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class FlushResult:
-    """Rows written and rows skipped as already stored, per table."""
+    """Rows written, rows skipped as already stored, and seconds spent (lookup + INSERT), per table."""
 
     inserted: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -177,9 +199,11 @@ class ClickHouseSink:
         with self._lock:
             for name, buffer in self._buffers.items():
                 if buffer.rows:
+                    started = time.perf_counter()
                     inserted, skipped = self._flush_table(buffer)
                     result.inserted[name] = inserted
                     result.skipped[name] = skipped
+                    result.seconds[name] = time.perf_counter() - started
         return result
 
     def cancel(self) -> None:
@@ -206,12 +230,15 @@ class ClickHouseSink:
         try:
             inserted, skipped = self._retrying(buffer.table, lambda client: self._store(client, buffer.table, rows))
             return inserted, skipped, None
-        except (SinkCancelled, KeyboardInterrupt):
+        except (SinkCancelled, SinkFailure):
             raise
         except Exception as error:
+            if not is_row_error(error):
+                raise SinkFailure(f"{buffer.table.name}: ClickHouse cannot take rows: {error}") from error
             owners = list(dict.fromkeys(buffer.owners[buffer.table.row_id(row)] for row in rows))
             if len(owners) == 1:
-                log.error("ClickHouse refused a message", extra={"table": buffer.table.name, "message_id": owners[0]})
+                log.error("ClickHouse refused a message",
+                          extra={"table": buffer.table.name, "message_id": owners[0], "error": str(error)})  # fmt: skip
                 return 0, 0, PermanentInsertError(buffer.table.name, owners, error)
         halves = (set(owners[: len(owners) // 2]), set(owners[len(owners) // 2 :]))
         totals = [0, 0]
@@ -245,6 +272,12 @@ class ClickHouseSink:
         return len(fresh), len(rows) - len(fresh)
 
     def _stored_ids(self, client: Client, table: Table, rows: list[Row]) -> set[str]:
+        stored: set[str] = set()
+        for start in range(0, len(rows), LOOKUP_CHUNK):
+            stored |= self._stored_ids_of_chunk(client, table, rows[start : start + LOOKUP_CHUNK])
+        return stored
+
+    def _stored_ids_of_chunk(self, client: Client, table: Table, rows: list[Row]) -> set[str]:
         times = [getattr(row, table.time_column) for row in rows]
         filters = [f"{column} IN {{{column}:Array(String)}}" for column in table.lookup_columns]
         sql = (

@@ -1,0 +1,65 @@
+"""From a captured frame to the bytes and headers of a record, and dead letters for bad files.
+
+Pure apart from OpenCV's encoder: no Kafka here, so it is unit-tested without a broker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from processors.image_stats import image_stats
+from schemas import DeadLetter, FrameMeta, ImageStats
+from schemas.base import utc_now
+from streams.ingest.cameras import Camera
+from streams.ingest.sources import CapturedFrame
+
+# Dead letters carry the original bytes base64-encoded in JSON (x4/3); past this
+# size the record would exceed the usual 1 MB broker limit, so the bytes are left out.
+MAX_DEAD_LETTER_ORIGINAL = 700_000
+
+
+class IngestError(RuntimeError):
+    """A camera or the producer cannot go on; the message says why."""
+
+
+@dataclass
+class EncodedFrame:
+    jpeg: bytes
+    meta: FrameMeta
+
+
+def encode_frame(camera: Camera, captured: CapturedFrame, frame_seq: int) -> EncodedFrame:
+    """Resize (if configured), JPEG-encode and describe one frame."""
+    image = captured.image
+    if camera.resize_width is not None and image.shape[1] > camera.resize_width:
+        height = max(1, round(image.shape[0] * camera.resize_width / image.shape[1]))
+        image = cv2.resize(image, (camera.resize_width, height), interpolation=cv2.INTER_AREA)
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, camera.jpeg_quality])
+    if not ok:
+        raise IngestError(f"camera {camera.id}: JPEG encoding failed for a {image.shape} frame")
+    stats = image_stats(image)
+    meta = FrameMeta(
+        camera_id=camera.id,
+        frame_seq=frame_seq,
+        captured_at=captured.captured_at,
+        width=int(image.shape[1]),
+        height=int(image.shape[0]),
+        stats=ImageStats(brightness=stats.brightness, sharpness=stats.sharpness),
+    )
+    return EncodedFrame(jpeg=np.asarray(buffer).tobytes(), meta=meta)
+
+
+def dead_letter_for_file(camera_id: str, frames_topic: str, path: Path, raw: bytes, reason: str) -> DeadLetter:
+    """A dead letter for an image file that could not be decoded."""
+    headers = {"fs-camera-id": camera_id, "source-path": str(path), "original-size": str(len(raw))}
+    if len(raw) > MAX_DEAD_LETTER_ORIGINAL:
+        reason = f"{reason}; original bytes left out ({len(raw)} bytes exceed {MAX_DEAD_LETTER_ORIGINAL})"
+        raw = b""
+    return DeadLetter(
+        stage="ingest", reason=reason, error_type="UndecodableImage", source_topic=frames_topic,
+        key=camera_id.encode(), headers=headers, original=raw, failed_at=utc_now(),
+    )  # fmt: skip

@@ -1,0 +1,174 @@
+"""Every provisioned dashboard panel's SQL, expanded as Grafana would, run against the schema on
+data written by the real sink, returning the shape its panel type needs."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from framestream.services.clickhouse import migrate
+from schemas import ImageStats, StageTimings
+from schemas.alerts import Severity
+from streams.sinks.clickhouse import ClickHouseSink
+from tests.factories import BASE_TIME, make_alert, make_dead_letter, make_detection, make_frame_detections
+from tests.fixtures.clickhouse import TEST_TTL_DAYS, ClickHouseTarget
+from tests.grafana_macros import Dashboard, Panel, TimeRange, all_values, column_kind, expand, load_dashboards
+
+pytestmark = pytest.mark.integration
+
+DASHBOARDS = load_dashboards()
+PANELS = [(dashboard, panel) for dashboard in DASHBOARDS.values() for panel in dashboard.panels]
+CAMERAS = ("cam-0", "cam-1", "cam-2", "cam-3")
+CLASSES = ("person", "car", "bicycle", "dog")
+SEEDED = TimeRange(BASE_TIME - timedelta(minutes=10), BASE_TIME + timedelta(hours=3))
+INTERVAL_S = 60
+
+
+@dataclass(frozen=True)
+class Seeded:
+    client: Client
+    database: str
+    frames: int
+
+
+def seed_messages() -> list:
+    """Four cameras, a frame every 4 minutes for 2h40: mixed classes and scores, some empty
+    frames, two model versions; alerts of three rules and severities; dead letters of two stages."""
+    messages: list = []
+    for camera_index, camera in enumerate(CAMERAS):
+        for seq in range(40):
+            count = (seq + camera_index) % 4  # 0..3 objects, so a quarter of the frames are empty
+            detections = [
+                make_detection(CLASSES[(seq + i) % len(CLASSES)], 0.36 + ((seq * 7 + i * 13) % 64) / 100)
+                for i in range(count)
+            ]
+            messages.append(make_frame_detections(
+                camera, seq, detections, captured_at=BASE_TIME + timedelta(minutes=4 * seq, seconds=camera_index),
+                model_version="1" if seq < 20 else "2",
+                stats=ImageStats(brightness=80.0 + seq, sharpness=100.0 + camera_index),
+                timings=StageTimings(ingest_ms=3.0, queue_ms=5.0 + seq % 7, batch_wait_ms=2.0, triton_ms=20.0 + seq % 11),
+            ))  # fmt: skip
+            if count and seq % 3 == 0:
+                severity = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)[seq % 9 // 3]
+                rule = ("person-in-zone", "vehicle-at-gate", "crowd")[(seq + camera_index) % 3]
+                messages.append(make_alert(rule, camera, seq, severity=severity, zone="gate" if seq % 2 else None,
+                                           captured_at=BASE_TIME + timedelta(minutes=4 * seq, seconds=camera_index)))  # fmt: skip
+    for offset in range(6):
+        messages.append(make_dead_letter("detect" if offset % 2 else "ingest", source_offset=offset,
+                                         failed_at=BASE_TIME + timedelta(minutes=15 * offset)))  # fmt: skip
+    return messages
+
+
+@pytest.fixture(scope="module")
+def seeded(clickhouse_target: ClickHouseTarget) -> Iterator[Seeded]:
+    """One database for the module, written through ClickHouseSink exactly as the persist stage writes it."""
+    database = f"fs_dash_{uuid.uuid4().hex[:10]}"
+    client = clickhouse_target.connect()
+    migrate(client, database, TEST_TTL_DAYS)
+    sink = ClickHouseSink(client, database, max_rows=500)
+    for message in seed_messages():
+        sink.add(message)
+        if sink.should_flush():
+            sink.flush()
+    sink.flush()
+    yield Seeded(client, database, 4 * 40)
+    client.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+    client.close()
+
+
+def run_panel(client: Client, panel: Panel, time_range: TimeRange, values: dict[str, list[str]]) -> tuple[list[str], list[str], list]:
+    result = client.query(expand(panel.sql, time_range, INTERVAL_S, values))
+    kinds = [column_kind(column_type.name) for column_type in result.column_types]
+    return list(result.column_names), kinds, result.result_rows
+
+
+def check_shape(panel: Panel, names: list[str], kinds: list[str], rows: list) -> None:
+    assert rows, f"{panel.title}: no rows for the seeded data"
+    if panel.type in ("timeseries", "heatmap"):
+        assert kinds[0] == "time", f"{panel.title}: first column {names[0]} is {kinds[0]}, not a time"
+        assert "number" in kinds[1:], f"{panel.title}: no numeric column"
+        assert set(kinds[1:]) <= {"number", "string"}, f"{panel.title}: {kinds}"
+        if panel.type == "heatmap":
+            assert kinds[1:] == ["number"] * (len(kinds) - 1) and len(kinds) >= 3
+        times = [row[0] for row in rows]
+        assert times == sorted(times), f"{panel.title}: rows not in time order"
+    elif panel.type in ("stat", "gauge"):
+        assert len(rows) == 1 and "number" in kinds, f"{panel.title}: {len(rows)} rows of {kinds}"
+        assert rows[0][kinds.index("number")] is not None
+    elif panel.type in ("barchart", "piechart"):
+        assert "string" in kinds and "number" in kinds, f"{panel.title}: {kinds}"
+    elif panel.type == "histogram":
+        assert set(kinds) == {"number"}, f"{panel.title}: {kinds}"
+    elif panel.type == "table":
+        assert names
+    else:
+        pytest.fail(f"{panel.title}: no shape rule for panel type {panel.type}")
+
+
+@pytest.mark.parametrize(("dashboard", "panel"), PANELS, ids=[f"{d.uid}/{p.title}" for d, p in PANELS])
+def test_panel_returns_its_shape_with_all_selected(seeded: Seeded, dashboard: Dashboard, panel: Panel) -> None:
+    values = all_values(seeded.client, dashboard, SEEDED, INTERVAL_S)
+    names, kinds, rows = run_panel(seeded.client, panel, SEEDED, values)
+    check_shape(panel, names, kinds, rows)
+
+
+@pytest.mark.parametrize(("dashboard", "panel"), PANELS, ids=[f"{d.uid}/{p.title}" for d, p in PANELS])
+def test_panel_follows_a_multi_value_camera_selection(seeded: Seeded, dashboard: Dashboard, panel: Panel) -> None:
+    values = all_values(seeded.client, dashboard, SEEDED, INTERVAL_S)
+    values["camera"] = ["cam-1", "cam-3"]
+    names, kinds, rows = run_panel(seeded.client, panel, SEEDED, values)
+    check_shape(panel, names, kinds, rows)
+    if "camera_id" in names:
+        assert {row[names.index("camera_id")] for row in rows} <= {"cam-1", "cam-3"}
+
+
+@pytest.mark.parametrize(("dashboard", "panel"), PANELS, ids=[f"{d.uid}/{p.title}" for d, p in PANELS])
+def test_panel_is_bounded_by_the_time_picker(seeded: Seeded, dashboard: Dashboard, panel: Panel) -> None:
+    values = all_values(seeded.client, dashboard, SEEDED, INTERVAL_S)
+    a_year_before = TimeRange(SEEDED.start - timedelta(days=365), SEEDED.end - timedelta(days=365))
+    _, kinds, rows = run_panel(seeded.client, panel, a_year_before, values)
+    if panel.type in ("stat", "gauge"):
+        value = rows[0][kinds.index("number")]
+        assert value is None or value == 0 or math.isnan(value), f"{panel.title}: {value} outside the range"
+    else:
+        assert rows == []
+
+
+@pytest.mark.parametrize("dashboard", DASHBOARDS.values(), ids=list(DASHBOARDS))
+def test_variable_queries_list_the_seeded_values(seeded: Seeded, dashboard: Dashboard) -> None:
+    values = all_values(seeded.client, dashboard, SEEDED, INTERVAL_S)
+    assert set(values) == {variable.name for variable in dashboard.variables}
+    assert all(variable.multi and variable.include_all for variable in dashboard.variables)
+    if "camera" in values:
+        assert set(values["camera"]) <= set(CAMERAS) and len(values["camera"]) >= 3
+    if "class" in values:
+        assert set(values["class"]) == set(CLASSES)
+    if "severity" in values:
+        assert set(values["severity"]) == {"info", "warning", "critical"}
+
+
+def test_counts_on_the_dashboards_match_what_was_written(seeded: Seeded) -> None:
+    """The headline numbers are the seeded ones, not merely some number."""
+    def stat(uid: str, title: str, **selected: list[str]) -> float:
+        dashboard = DASHBOARDS[uid]
+        values = all_values(seeded.client, dashboard, SEEDED, INTERVAL_S) | selected
+        _, kinds, rows = run_panel(seeded.client, dashboard.panel(title), SEEDED, values)
+        return rows[0][kinds.index("number")]
+
+    messages = seed_messages()
+    frames = [m for m in messages if hasattr(m, "detections")]
+    detections = sum(len(frame.detections) for frame in frames)
+    empty = sum(1 for frame in frames if not frame.detections)
+    assert stat("framestream-operations", "Frames processed") == seeded.frames == len(frames)
+    assert stat("framestream-operations", "Frames processed", camera=["cam-2"]) == 40
+    assert stat("framestream-operations", "Dead letters") == 6
+    assert stat("framestream-detections", "Detections") == detections
+    assert stat("framestream-alerts", "Alerts") == sum(1 for m in messages if hasattr(m, "alert_id"))
+    assert stat("framestream-model-health", "Frames with no detections") == pytest.approx(100 * empty / len(frames))
+    assert stat("framestream-model-health", "Model versions") == 2

@@ -1,0 +1,107 @@
+"""LocalTriton, the launcher of the wheel's tritonserver: clear failures and a clean stop."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from framestream.services.triton import LocalTriton, PortInUseError, TritonPorts, TritonStartError
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+VENV = REPO / ".venv-triton"
+
+BROKEN_MODEL = '''
+class TritonPythonModel:
+    def initialize(self, args):
+        raise RuntimeError("weights file is corrupt (on purpose, for the test)")
+
+    def execute(self, requests):
+        return []
+'''
+ECHO_CONFIG = '''
+name: "{name}"
+backend: "python"
+max_batch_size: 4
+input [ {{ name: "IN" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+output [ {{ name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+'''
+ECHO_MODEL = '''
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", pb_utils.get_input_tensor_by_name(r, "IN").as_numpy())])
+                for r in requests]
+'''
+
+
+@pytest.fixture(autouse=True)
+def needs_the_triton_venv() -> None:
+    if not (VENV / "bin" / "python").exists():
+        pytest.skip(f"{VENV} (nvidia-pytriton) is not installed here")
+
+
+def model_repository(root: Path, models: dict[str, str]) -> Path:
+    """A repository of tiny Python models: name -> model.py source."""
+    for name, source in models.items():
+        (root / name / "1").mkdir(parents=True)
+        (root / name / "config.pbtxt").write_text(ECHO_CONFIG.format(name=name))
+        (root / name / "1" / "model.py").write_text(source)
+    return root
+
+
+@pytest.fixture
+def occupied_port() -> Iterator[int]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    repository = model_repository(tmp_path / "models", {"echo": ECHO_MODEL})
+    triton = LocalTriton(repository, VENV, log_file=tmp_path / "triton.log")
+    with triton:
+        assert triton.is_running()
+        with urllib.request.urlopen(f"{triton.http_url}/v2/models/echo/ready", timeout=5) as response:
+            assert response.status == 200
+        with urllib.request.urlopen(triton.metrics_url, timeout=5) as response:
+            assert b"nv_inference_count" in response.read()
+    assert not triton.is_running()
+    assert "successfully unloaded 'echo'" in (tmp_path / "triton.log").read_text()
+    free = TritonPorts(triton.ports.http, triton.ports.grpc, triton.ports.metrics)
+    for port in vars(free).values():  # every port is released again
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))
+
+
+@pytest.mark.parametrize("which", ["http", "grpc", "metrics"])
+def test_a_taken_port_is_named_before_starting(tmp_path: Path, occupied_port: int, which: str) -> None:
+    ports = {**vars(TritonPorts.free()), which: occupied_port}
+    triton = LocalTriton(model_repository(tmp_path / "models", {"echo": ECHO_MODEL}), VENV, ports=TritonPorts(**ports))
+    with pytest.raises(PortInUseError, match=f"{which} port 127.0.0.1:{occupied_port} is in use"):
+        triton.start()
+    assert not triton.is_running()
+
+
+def test_a_model_that_fails_to_load_is_named_with_its_error(tmp_path: Path) -> None:
+    repository = model_repository(tmp_path / "models", {"echo": ECHO_MODEL, "broken": BROKEN_MODEL})
+    triton = LocalTriton(repository, VENV, log_file=tmp_path / "triton.log", startup_timeout_s=120)
+    with pytest.raises(TritonStartError, match="a model failed to load") as caught:
+        triton.start()
+    assert "broken" in str(caught.value) and "weights file is corrupt" in str(caught.value)
+    assert not triton.is_running()
+
+
+def test_a_missing_virtualenv_is_a_clear_error(tmp_path: Path) -> None:
+    triton = LocalTriton(REPO / "triton_models", tmp_path / "no-venv")
+    with pytest.raises(TritonStartError, match="no virtualenv here"):
+        triton.start()
+

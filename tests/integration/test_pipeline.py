@@ -1,0 +1,171 @@
+"""Known frames through the running pipeline: detections in ClickHouse, alerts on the alert
+topic, dead letters for the bad records, and the worker still alive.
+
+Real services throughout: the session's broker (Tansu here), tritonserver serving
+triton_models/, and ClickHouse (chDB here, owned by the worker process). The worker is
+the real ``framestream worker`` command running all three stages in one process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from framestream.services.broker import delete_topics
+from framestream.settings import KafkaSettings
+from schemas import Alert, DeadLetter, FrameMeta
+from streams.app import cooldowns_changelog
+from streams.topics import TopicNames
+from tests.integration.workers import (
+    FrameProducer,
+    WorkerProcess,
+    WorkerStore,
+    camera_frames,
+    read_topic,
+    worker_env,
+    worker_store,
+)
+
+pytestmark = pytest.mark.integration
+
+RULES = """
+rules:
+  - id: person-seen
+    description: Person seen
+    severity: warning
+    classes: [person]
+    min_score: 0.35
+    cooldown_s: 60
+  - id: dog-seen
+    description: Dog seen
+    severity: info
+    classes: [dog]
+    min_score: 0.5
+    cooldown_s: 60
+  - id: crowd
+    description: Three or more people
+    severity: critical
+    classes: [person]
+    min_score: 0.35
+    min_objects: 3
+    cooldown_s: 60
+"""
+
+CAMERAS = {"cam-person": "person", "cam-dog": "dog", "cam-horses": "horses", "cam-kite": "kite"}
+FRAMES_PER_CAMERA = 5
+# Read off the photos by eye (tests/data/photos/README.md): objects any decent COCO detector finds.
+EXPECTED_CLASSES = {
+    "cam-person": {"person", "dog"},
+    "cam-dog": {"dog", "bicycle"},
+    "cam-horses": {"horse"},
+    "cam-kite": {"kite", "person"},
+}
+# Cooldown 60 s over 2 s of frames: each rule fires once per camera, on its first frame.
+EXPECTED_ALERTS = {
+    "person-seen:cam-person:0", "person-seen:cam-kite:0", "dog-seen:cam-person:0", "dog-seen:cam-dog:0",
+    "crowd:cam-kite:0",
+}  # fmt: skip
+MALFORMED_VALUE = b"headers say this is frame 'x' of no camera"
+UNDECODABLE_VALUE = b"\xff\xd8\xff\xe0 truncated: not a JPEG after all"
+
+
+@pytest.fixture
+def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: ANN001 - tests.fixtures.clickhouse
+    store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
+    yield store
+    store.drop()
+
+
+def push_frames(kafka: KafkaSettings, topics: TopicNames) -> int:
+    producer = FrameProducer(kafka)
+    frames = camera_frames(CAMERAS, FRAMES_PER_CAMERA, spacing_s=0.5)
+    for frame in frames:
+        producer.frame(topics.frames, frame)
+    producer.raw(topics.frames, b"cam-bad", MALFORMED_VALUE, [("fs-camera-id", b"cam-bad"), ("fs-frame-seq", b"x")])
+    meta = FrameMeta(camera_id="cam-broken", frame_seq=0, captured_at=frames[0].captured_at, width=640, height=480)
+    producer.raw(topics.frames, b"cam-broken", UNDECODABLE_VALUE, meta.to_headers())
+    producer.flush()
+    return len(frames)
+
+
+def test_known_frames_reach_clickhouse_and_the_alert_topic(
+    kafka_settings: KafkaSettings, topics: TopicNames, triton_url: str, store: WorkerStore, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    env = worker_env(kafka_settings, triton_url=triton_url, data_dir=tmp_path / "data", rules_file=rules,
+                     clickhouse_dsn=store.dsn, clickhouse_database=store.database)  # fmt: skip
+    worker = WorkerProcess("all-stages", "detect,alert,persist", env, tmp_path).start()
+    try:
+        frames = push_frames(kafka_settings, topics)
+        worker.wait_for_metric("framestream_persisted_messages_total", frames, 180, kind="detections")
+        worker.wait_for_metric("framestream_persisted_messages_total", len(EXPECTED_ALERTS), 30, kind="alerts")
+        worker.wait_for_metric("framestream_persisted_messages_total", 2, 30, kind="deadletters")
+        assert worker.alive, "the bad records must not stop the worker"
+        assert worker.metric("framestream_frames_total", stage="detect", outcome="deadletter") == 2
+        assert worker.terminate() == 0, worker.log_tail()
+    finally:
+        worker.kill()
+        delete_topics(kafka_settings.bootstrap_servers, [cooldowns_changelog(topics)])
+
+    check_alert_topic(kafka_settings, topics)
+    check_dead_letter_topic(kafka_settings, topics)
+    check_clickhouse(store, frames)
+
+
+def check_alert_topic(kafka: KafkaSettings, topics: TopicNames) -> None:
+    alerts = [Alert.model_validate_json(value) for _, value in read_topic(kafka, topics.alerts, kafka.partitions)]
+    assert {alert.alert_id for alert in alerts} == EXPECTED_ALERTS
+    assert len(alerts) == len(EXPECTED_ALERTS), "a graceful run produces each alert once"
+    for alert in alerts:
+        assert alert.event_id == f"{alert.camera_id}:{alert.frame_seq}"
+    crowd = next(alert for alert in alerts if alert.rule_id == "crowd")
+    assert crowd.object_count >= 3 and crowd.severity.value == "critical"
+
+
+def check_dead_letter_topic(kafka: KafkaSettings, topics: TopicNames) -> None:
+    records = read_topic(kafka, topics.deadletter, kafka.partitions)
+    letters = {key: DeadLetter.model_validate_json(value) for key, value in records}
+    assert set(letters) == {b"cam-bad", b"cam-broken"}
+    malformed, undecodable = letters[b"cam-bad"], letters[b"cam-broken"]
+    assert (malformed.stage, malformed.error_type) == ("detect", "ValidationError")
+    assert "frame_seq" in malformed.reason and "captured_at" in malformed.reason
+    assert malformed.original == MALFORMED_VALUE
+    assert malformed.headers == {"fs-camera-id": "cam-bad", "fs-frame-seq": "x"}
+    assert (undecodable.stage, undecodable.error_type) == ("detect", "InferenceRejected")
+    assert "JPEG" in undecodable.reason, "the reason is Triton's own message"
+    assert undecodable.original == UNDECODABLE_VALUE
+    assert undecodable.source_topic == topics.frames and undecodable.source_offset is not None
+
+
+def check_clickhouse(store: WorkerStore, frames: int) -> None:
+    client = store.connect()
+    try:
+        event_ids = {row[0] for row in client.query("SELECT event_id FROM frames FINAL").result_rows}
+        expected_ids = {f"{camera}:{seq}" for camera in CAMERAS for seq in range(FRAMES_PER_CAMERA)}
+        assert event_ids == expected_ids
+        assert client.query("SELECT count() FROM frames").result_rows[0][0] == frames
+        classes: dict[str, set[str]] = defaultdict(set)
+        for camera, class_name in client.query("SELECT DISTINCT camera_id, class_name FROM detections").result_rows:
+            classes[camera].add(class_name)
+        for camera, expected in EXPECTED_CLASSES.items():
+            assert expected <= classes[camera], f"{camera}: found {sorted(classes[camera])}"
+        mismatched = client.query(
+            "SELECT f.event_id, f.object_count, countIf(d.detection_id != '') AS rows FROM frames AS f "
+            "LEFT JOIN detections AS d ON d.event_id = f.event_id "
+            "GROUP BY f.event_id, f.object_count HAVING rows != f.object_count"
+        ).result_rows
+        assert mismatched == [], "every frame's objects are stored, each once"
+        stored_alerts = {row[0] for row in client.query("SELECT alert_id FROM alerts FINAL").result_rows}
+        assert stored_alerts == EXPECTED_ALERTS
+        letters = client.query("SELECT stage, error_type, original_sha256 FROM dead_letters FINAL").result_rows
+        assert sorted(letters) == sorted([
+            ("detect", "InferenceRejected", hashlib.sha256(UNDECODABLE_VALUE).hexdigest()),
+            ("detect", "ValidationError", hashlib.sha256(MALFORMED_VALUE).hexdigest()),
+        ])  # fmt: skip
+    finally:
+        client.close()

@@ -1,0 +1,258 @@
+"""Helpers for tests that run ``framestream worker`` processes against the real services.
+
+A ``WorkerProcess`` is the real command in a subprocess (``python -m framestream.cli
+worker``), configured only through the environment, as a deployment would be. Tests
+read its Prometheus metrics to know what it did, and stop it with SIGTERM (graceful)
+or SIGKILL (a crash).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import cv2
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from framestream.settings import REPO_ROOT, KafkaSettings
+from schemas import FrameMeta
+from streams.kafka_config import consumer_config, producer_config
+
+PHOTOS = REPO_ROOT / "tests" / "data" / "photos"
+# librdkafka's default message.max.bytes is 1 MB; kite.jpg (1.4 MB) is re-encoded below that.
+MAX_FRAME_BYTES = 900_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+@dataclass
+class WorkerProcess:
+    """One ``framestream worker`` subprocess; its log goes to ``log_path``."""
+
+    name: str
+    stages: str
+    env: dict[str, str]
+    log_dir: Path
+    worker_id: str = ""
+    metrics_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"{self.name}-{self.starts}.log"
+
+    def start(self) -> WorkerProcess:
+        self.starts += 1
+        command = [sys.executable, "-m", "framestream.cli", "worker", "--stages", self.stages,
+                   "--metrics-port", str(self.metrics_port), "--worker-id", self.worker_id or self.name]  # fmt: skip
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(lambda: self._metrics_text() is not None or not self.alive, 60, f"{self.name}'s metrics endpoint")
+        assert self.alive, f"{self.name} exited at start:\n{self.log_tail()}"
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _metrics_text(self) -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as response:
+                return response.read().decode()
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels`` (0 when absent)."""
+        text = self._metrics_text() or ""
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
+
+    def wait_for_metric(self, name: str, at_least: float, timeout_s: float, **labels: str) -> None:
+        def reached() -> bool:
+            assert self.alive, f"{self.name} died:\n{self.log_tail()}"
+            return self.metric(name, **labels) >= at_least
+
+        wait_until(reached, timeout_s, f"{self.name}: {name}{labels} >= {at_least}")
+
+    def terminate(self, timeout_s: float = 60) -> int:
+        """SIGTERM and wait: the graceful path (drain, flush, commit)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to flush or commit."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def worker_env(kafka: KafkaSettings, *, triton_url: str, data_dir: Path, rules_file: Path,
+               clickhouse_dsn: str, clickhouse_database: str, **extra: str) -> dict[str, str]:  # fmt: skip
+    """The environment a worker reads its settings from (nothing else: no FRAMESTREAM_* leaks in)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FRAMESTREAM_")}
+    env.update({
+        "FRAMESTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "FRAMESTREAM_KAFKA_PROFILE": kafka.profile.value,
+        "FRAMESTREAM_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+        "FRAMESTREAM_KAFKA_PARTITIONS": str(kafka.partitions),
+        "FRAMESTREAM_KAFKA_RETENTION_MS": str(kafka.retention_ms),
+        "FRAMESTREAM_TRITON_URL": triton_url,
+        "FRAMESTREAM_DATA_DIR": str(data_dir),
+        "FRAMESTREAM_RULES_FILE": str(rules_file),
+        "FRAMESTREAM_CLICKHOUSE_DSN": clickhouse_dsn,
+        "FRAMESTREAM_CLICKHOUSE_DATABASE": clickhouse_database,
+        "FRAMESTREAM_CLICKHOUSE_TTL_DAYS": "3650",
+        "FRAMESTREAM_WORKER_LAG_INTERVAL_S": "1",
+        "FRAMESTREAM_WORKER_SHUTDOWN_TIMEOUT_S": "30",
+        "PYTHONUNBUFFERED": "1",
+    })  # fmt: skip
+    env.update(extra)
+    return env
+
+
+def photo_bytes(name: str) -> tuple[bytes, int, int]:
+    """A test photo as JPEG bytes, with its width and height; re-encoded only when too big for a record."""
+    path = PHOTOS / f"{name}.jpg"
+    data = path.read_bytes()
+    image = cv2.imread(str(path))
+    height, width = image.shape[:2]
+    if len(data) > MAX_FRAME_BYTES:
+        data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+    return data, width, height
+
+
+@dataclass(frozen=True)
+class Frame:
+    camera_id: str
+    frame_seq: int
+    captured_at: datetime
+    photo: str
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.camera_id}:{self.frame_seq}"
+
+
+def camera_frames(cameras: dict[str, str], per_camera: int, spacing_s: float, start: datetime | None = None) -> list[Frame]:
+    """``per_camera`` frames of each camera (camera id -> photo), captured ``spacing_s`` apart, interleaved."""
+    start = start or datetime.now(timezone.utc).replace(microsecond=0)
+    return [
+        Frame(camera, seq, start + timedelta(seconds=seq * spacing_s), photo)
+        for seq in range(per_camera)
+        for camera, photo in cameras.items()
+    ]
+
+
+class FrameProducer:
+    """Produces frames the way ingest does: key camera id, JPEG value, FrameMeta headers."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.producer = Producer(producer_config(kafka, client_id="test-frames"))
+        self._photos: dict[str, tuple[bytes, int, int]] = {}
+
+    def frame(self, topic: str, frame: Frame, partition: int | None = None) -> None:
+        if frame.photo not in self._photos:
+            self._photos[frame.photo] = photo_bytes(frame.photo)
+        data, width, height = self._photos[frame.photo]
+        meta = FrameMeta(camera_id=frame.camera_id, frame_seq=frame.frame_seq, captured_at=frame.captured_at,
+                         width=width, height=height)  # fmt: skip
+        self.raw(topic, frame.camera_id.encode(), data, meta.to_headers(), partition)
+
+    def raw(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]],
+            partition: int | None = None) -> None:  # fmt: skip
+        extra = {} if partition is None else {"partition": partition}
+        self.producer.produce(topic, key=key, value=value, headers=headers, **extra)
+        self.producer.poll(0)
+
+    def flush(self) -> None:
+        remaining = self.producer.flush(30)
+        assert remaining == 0, f"{remaining} test records not delivered"
+
+
+def read_topic(kafka: KafkaSettings, topic: str, partitions: int, idle_s: float = 3.0) -> list[tuple[bytes | None, bytes]]:
+    """Every record of ``topic`` (key, value) from the start of each partition, until none came for ``idle_s``.
+
+    Not bounded by high watermarks: Tansu's are too low after multi-record batches (DESIGN.md)."""
+    consumer = Consumer(consumer_config(kafka, group_id=f"test-reader-{time.monotonic_ns()}"))
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        records: list[tuple[bytes | None, bytes]] = []
+        last = time.monotonic()
+        while time.monotonic() - last < idle_s:
+            message = consumer.poll(0.2)
+            if message is None or message.error():
+                continue
+            records.append((message.key(), message.value()))
+            last = time.monotonic()
+        return records
+    finally:
+        consumer.close()
+
+
+def all_samples(workers: Iterable[WorkerProcess], name: str, **labels: str) -> float:
+    return sum(worker.metric(name, **labels) for worker in workers)
+
+
+@dataclass(frozen=True)
+class WorkerStore:
+    """The ClickHouse a persist worker writes: its own chDB path, or a fresh database on a server.
+
+    chDB allows one process per path, so on chDB the test reads only after the worker has stopped."""
+
+    dsn: str
+    database: str
+
+    def connect(self) -> "Client":  # noqa: F821 - clickhouse_connect's Client
+        import clickhouse_connect
+
+        client = clickhouse_connect.get_client(dsn=self.dsn)
+        client.database = self.database
+        return client
+
+    def drop(self) -> None:
+        if not self.dsn.startswith("chdb:"):
+            client = self.connect()
+            try:
+                client.command(f"DROP DATABASE IF EXISTS {self.database} SYNC")
+            finally:
+                client.close()
+
+
+def worker_store(target_dsn: str, embedded: bool, tmp_path: Path) -> WorkerStore:
+    if embedded:
+        return WorkerStore(f"chdb://{(tmp_path / 'clickhouse').resolve()}", "framestream")
+    return WorkerStore(target_dsn, f"fs_pipeline_{os.urandom(6).hex()}")
