@@ -4,6 +4,8 @@ Pillow decodes, not OpenCV: OpenCV 4.10 (Triton's environment) silently returns 
 half-grey image for a truncated JPEG where 4.14 returns None, while Pillow raises in
 both environments (the same Pillow version is installed in each). Pillow also reads the
 header lazily, so an oversized image is refused before its pixels are allocated.
+EXIF orientation is not applied: boxes refer to the pixel grid as stored (frames encoded
+by cameras and by our ingest carry none).
 """
 
 from __future__ import annotations

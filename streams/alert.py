@@ -106,7 +106,8 @@ class AlertStage:
 
 
 def register(app: faust.App, context: WorkerContext) -> None:
-    rules = load_rules(context.settings.rules_file)  # raises ConfigFileError before anything is consumed
+    # Normally loaded by the worker command before it touches the broker; ConfigFileError either way.
+    rules = context.rules or load_rules(context.settings.rules_file)
     log.info("rules loaded", extra={"rules_file": str(context.settings.rules_file),
                                     "rules": [rule.id for rule in rules.rules]})  # fmt: skip
     stage = AlertStage(

@@ -16,6 +16,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from framestream.settings import Settings
+from processors.rules import RuleSet
 from streams.metrics import WorkerMetrics
 from streams.topics import TopicNames
 
@@ -36,6 +37,7 @@ class WorkerSettings(BaseSettings):
 
     detect_max_batch: int = Field(8, ge=1, le=1024, description="frames per detect micro-batch")
     detect_max_wait_s: float = Field(0.02, gt=0, le=10, description="longest wait to fill a micro-batch")
+    detect_pipeline_depth: int = Field(2, ge=1, le=16, description="micro-batches in progress at once")
     triton_ready_timeout_s: float = Field(300.0, gt=0, description="wait for the model at start")
     persist_max_rows: int = Field(5000, ge=1, description="messages buffered before a ClickHouse flush")
     persist_max_interval_s: float = Field(1.0, gt=0, le=60, description="longest time a message waits for its flush")
@@ -54,6 +56,7 @@ class WorkerContext:
     topics: TopicNames
     metrics: WorkerMetrics
     worker_id: str
+    rules: RuleSet | None = None  # the alert stage's rules, loaded (and validated) before anything starts
     closers: list[Callable[[], None]] = field(default_factory=list)  # run after the worker stops
 
 

@@ -19,13 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import faust
 from faust.types import EventT, StreamT
 
 log = logging.getLogger(__name__)
+ResultT = TypeVar("ResultT")
 
 
 def hold(events: Sequence[EventT]) -> None:
@@ -91,3 +93,44 @@ async def produce_in_order(outgoing: Sequence[Outgoing], *, ceiling_s: float = 1
             "topic": outgoing[start].topic.get_topic_name(), "error": repr(results[failed]), "retry_in_s": delay})
         await asyncio.sleep(delay)
     return retries
+
+
+class OrderedPipeline(Generic[ResultT]):
+    """Runs up to ``depth`` batches at once, finishing them strictly in submission order.
+
+    ``work`` (e.g. Triton requests) of a batch overlaps with the ``finish`` (produce and
+    release) of the one before, so the model is not left idle while outputs are
+    delivered; ``finish`` waits for the previous batch's ``finish``, which keeps the
+    outputs, and the commits, in offset order. ``submit`` waits while ``depth``
+    batches are pending: that is the backpressure on the stream.
+    """
+
+    def __init__(self, depth: int) -> None:
+        self._window = asyncio.Semaphore(depth)
+        self._tail: asyncio.Task[None] | None = None
+
+    async def submit(self, work: Callable[[], Awaitable[ResultT]], finish: Callable[[ResultT], Awaitable[None]]) -> None:
+        await self._window.acquire()
+        previous = self._tail
+        self._tail = asyncio.ensure_future(self._run(work, finish, previous))
+        self._tail.add_done_callback(_log_failure)
+
+    async def _run(self, work: Callable[[], Awaitable[ResultT]], finish: Callable[[ResultT], Awaitable[None]],
+                   previous: asyncio.Task[None] | None) -> None:  # fmt: skip
+        try:
+            result = await work()
+            if previous is not None:
+                await asyncio.wait([previous])  # its failure is logged there; order is what matters here
+            await finish(result)
+        finally:
+            self._window.release()
+
+    async def drain(self) -> None:
+        if self._tail is not None:
+            await asyncio.wait([self._tail])
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        # Its events stay held (never committed): a restart reprocesses them.
+        log.error("a batch failed; its events stay uncommitted", exc_info=task.exception())

@@ -3,8 +3,10 @@
 Frames are micro-batched (``take_events``: at most ``detect_max_batch`` frames, or
 what arrived within ``detect_max_wait_s``); each frame of a batch is its own Triton
 request, up to ``triton.max_in_flight`` at once (Triton batches them server side).
-Outputs are produced in the batch's order, so per-camera (= per-partition) order
-holds, and the batch is released for commit only once every output is delivered.
+Up to ``detect_pipeline_depth`` batches are in progress at once, so Triton keeps
+working while a finished batch's outputs are delivered; outputs are produced in
+offset order all the same, so per-camera (= per-partition) order holds, and a
+batch is released for commit only once every output is delivered.
 
 Bad headers and images Triton rejects go to the dead-letter topic; Triton being
 unavailable is retried with backoff for as long as it takes, which stops
@@ -19,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 import faust
 from faust.types import EventT
@@ -30,7 +33,7 @@ from schemas import BoundingBox, Detection, FrameDetections, FrameMeta, StageTim
 from schemas.base import utc_now
 from streams.app import WorkerContext, raw_topic
 from streams.deadletter import dead_letter_record
-from streams.delivery import Backoff, Outgoing, hold, produce_in_order, release
+from streams.delivery import Backoff, OrderedPipeline, Outgoing, hold, produce_in_order, release
 from streams.inference import DetectorClient, InferenceRejected, InferenceUnavailable
 
 log = logging.getLogger(__name__)
@@ -131,19 +134,23 @@ class DetectStage:
         log.info("detector ready", extra={"triton_url": self.context.settings.triton.url,
                                            "model_version": self.model_version})
 
-    async def process_batch(self, events: Sequence[EventT]) -> None:
+    async def infer_batch(self, events: Sequence[EventT]) -> list[FrameDetections | Rejection]:
+        """Every frame of the batch through Triton at once (bounded by ``slots``)."""
         batched_at = time.time()
         self.metrics.batch_size.labels(stage=STAGE).observe(len(events))
-        outcomes = await asyncio.gather(*(self._process_frame(event, batched_at) for event in events))
-        # In offset order, which keeps per-camera order: a camera's frames share a partition.
+        return await asyncio.gather(*(self._process_frame(event, batched_at) for event in events))
+
+    async def emit_batch(self, stream: faust.StreamT, events: Sequence[EventT],
+                         outcomes: Sequence[FrameDetections | Rejection]) -> None:  # fmt: skip
+        """Produce the outputs in offset order (a camera's frames share a partition), then release."""
         outgoing = [self._record(event, outcome) for event, outcome in zip(events, outcomes)]
         retries = await produce_in_order(outgoing, ceiling_s=self.context.worker.retry_max_backoff_s)
         self.metrics.retries.labels(stage=STAGE, target="kafka").inc(retries)
+        await release(stream, events)
         for event, outcome in zip(events, outcomes):
             self.metrics.processed(event.message.tp, event.message.offset)
             ok = isinstance(outcome, FrameDetections)
             self.metrics.frames.labels(stage=STAGE, outcome="ok" if ok else "deadletter").inc()
-        self.metrics.latency.labels(stage=STAGE, step="batch").observe(time.time() - batched_at)
 
     def _record(self, event: EventT, outcome: FrameDetections | Rejection) -> Outgoing:
         if isinstance(outcome, Rejection):
@@ -219,10 +226,13 @@ def register(app: faust.App, context: WorkerContext) -> None:
     stage = DetectStage(context, raw_topic(app, context.topics.detections), raw_topic(app, context.topics.deadletter))
     worker = context.worker
 
-    @app.agent(frames, name=f"{STAGE}")
+    @app.agent(frames, name=STAGE)
     async def detect(stream: faust.StreamT) -> None:
         await stage.start()
-        async for events in stream.take_events(worker.detect_max_batch, within=timedelta(seconds=worker.detect_max_wait_s)):
-            hold(events)  # first, before any await: see streams/app.py
-            await stage.process_batch(events)
-            await release(stream, events)
+        batches = OrderedPipeline[list[FrameDetections | Rejection]](worker.detect_pipeline_depth)
+        window = timedelta(seconds=worker.detect_max_wait_s)
+        async for events in stream.take_events(worker.detect_max_batch, within=window):
+            # Held first, before any await: take_events acks a batch as soon as this body returns,
+            # and the batch is still being processed then (see streams/delivery.py).
+            hold(events)
+            await batches.submit(partial(stage.infer_batch, events), partial(stage.emit_batch, stream, events))

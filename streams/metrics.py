@@ -32,7 +32,7 @@ class WorkerMetrics:
         )
         self.latency = Histogram(
             "framestream_stage_latency_seconds",
-            "Time per processing step (detect: queue, batch_wait, triton, batch; alert: evaluate; persist: flush)",
+            "Time per processing step (detect: queue, batch_wait, triton; alert: evaluate; persist: flush)",
             ["stage", "step"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
         self.batch_size = Histogram(

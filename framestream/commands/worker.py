@@ -13,14 +13,17 @@ import logging
 import os
 import socket
 import threading
+from dataclasses import dataclass
 
-from framestream.config_files import ConfigFileError
+from pydantic import ValidationError
+
 from framestream.settings import Settings
 
 log = logging.getLogger(__name__)
 
 EXIT_CONFIG = 2
 EXIT_SHUTDOWN_TIMEOUT = 3
+EXIT_UNAVAILABLE = 4  # a service (broker, ClickHouse) did not answer or refused the setup
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,38 +65,65 @@ def ensure_topics(settings: Settings) -> None:
                   extra_config={"cleanup.policy": "compact", "retention.ms": "-1"})  # fmt: skip
 
 
+class WorkerConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """Everything checked before the worker touches a service."""
+
+    stages: tuple
+    worker_settings: "WorkerSettings"  # noqa: F821 - streams.app, imported lazily
+    rules: "RuleSet | None"  # noqa: F821 - processors.rules
+
+
+def plan(args: argparse.Namespace, settings: Settings) -> WorkerPlan:
+    """Validate arguments, worker settings, endpoints and the rules file; raises ``WorkerConfigError``."""
+    from processors.rules import load_rules
+    from streams.app import Stage, WorkerSettings, parse_stages
+
+    try:
+        stages = parse_stages(args.stages)
+        worker_settings = WorkerSettings()
+        rules = load_rules(settings.rules_file) if Stage.ALERT in stages else None
+    except (ValueError, ValidationError) as error:  # ConfigFileError is a ValueError naming file and field
+        raise WorkerConfigError(str(error)) from error
+    problems = missing_endpoints(settings, stages)
+    if problems:
+        raise WorkerConfigError("; ".join(problems))
+    return WorkerPlan(stages, worker_settings, rules)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.app import Stage, WorkerContext, WorkerSettings, create_app, parse_stages
     from prometheus_client import REGISTRY
 
+    from framestream.services.broker import BrokerError
+    from streams.app import WorkerContext, create_app
     from streams.metrics import WorkerMetrics, serve
     from streams.topics import TopicNames
 
     try:
-        stages = parse_stages(args.stages)
-    except ValueError as error:
-        log.error("bad --stages", extra={"error": str(error)})
-        return EXIT_CONFIG
-    problems = missing_endpoints(settings, stages)
-    if problems:
-        for problem in problems:
-            log.error(problem)
-        return EXIT_CONFIG
+        checked = plan(args, settings)
+        ensure_topics(settings)
+    except (WorkerConfigError, BrokerError) as error:
+        log.error("cannot start the worker", extra={"error": str(error)})
+        return EXIT_CONFIG if isinstance(error, WorkerConfigError) else EXIT_UNAVAILABLE
     worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
-    ensure_topics(settings)
     # The process-wide registry: it also holds the ClickHouse sink's series and the process collector.
     metrics = WorkerMetrics(worker_id, registry=REGISTRY)
     if args.metrics_port is not None:
         serve(metrics, args.metrics_port)
-    context = WorkerContext(settings, WorkerSettings(), TopicNames(settings.kafka.topic_prefix), metrics, worker_id)
+    context = WorkerContext(settings, checked.worker_settings, TopicNames(settings.kafka.topic_prefix), metrics,
+                            worker_id, rules=checked.rules)  # fmt: skip
     try:
-        app = create_app(settings, stages, args.web_port, context=context)
-    except ConfigFileError as error:
-        log.error("bad configuration file", extra={"error": str(error)})
-        return EXIT_CONFIG
-    log.info("worker starting", extra={"worker_id": worker_id, "stages": [s.value for s in stages],
-                                       "group": app.conf.id})  # fmt: skip
-    try:
+        try:
+            app = create_app(settings, checked.stages, args.web_port, context=context)
+        except Exception:  # e.g. ClickHouse unreachable or a migration refused: say so, do not consume
+            log.exception("cannot start the worker's stages")
+            return EXIT_UNAVAILABLE
+        log.info("worker starting", extra={"worker_id": worker_id, "stages": [s.value for s in checked.stages],
+                                           "group": app.conf.id})  # fmt: skip
         return _run_faust(app, settings.log_level, context.worker.shutdown_timeout_s)
     finally:
         for close in context.closers:

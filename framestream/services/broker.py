@@ -13,7 +13,6 @@ DESIGN.md and ``streams/kafka_config.py`` for the client side):
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import importlib.resources
 import os
@@ -21,7 +20,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -82,10 +81,19 @@ def port_is_free(host: str, port: int) -> bool:
         return True
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: a broker must not outlive a crashed parent (Linux only)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _death_signal_setter() -> Callable[[], None] | None:
+    """A pre-exec hook asking Linux to stop the broker when its parent dies, so a crashed
+    test run or CLI leaves no broker behind. libc is loaded here, in the parent: the hook
+    runs between fork and exec, where loading a library could deadlock a threaded process."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def set_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGINT)  # SIGINT: Tansu exits at once (see stop())
+
+    return set_death_signal
 
 
 def fetch_metadata(bootstrap_servers: str, timeout_s: float) -> ClusterMetadata:
@@ -134,17 +142,19 @@ class LocalBroker:
         if not binary.is_file():
             raise BrokerBinaryNotFound(f"Tansu binary not found at {binary}")
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        requested = self.port
         # A port we picked can be taken between probing and Tansu's bind: pick again then.
-        attempts = 1 if self.port is not None else 3
-        for attempt in range(attempts):
-            port = self.port if self.port is not None else free_port(self.host)
+        attempts = 1 if requested is not None else 3
+        for attempt in range(1, attempts + 1):
+            port = requested if requested is not None else free_port(self.host)
             if not port_is_free(self.host, port):
                 raise BrokerPortInUse(f"cannot start the broker: {self.host}:{port} is already in use")
             try:
                 self._launch(binary, port)
-                return self
+                break
             except BrokerPortInUse:
-                if attempt == attempts - 1:
+                self.port = requested
+                if attempt == attempts:
                     raise
         return self
 
@@ -163,7 +173,7 @@ class LocalBroker:
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, preexec_fn=_die_with_parent,
+                env=env, preexec_fn=_death_signal_setter(),
             )  # fmt: skip
         self.port = port
         try:
@@ -190,8 +200,7 @@ class LocalBroker:
                     pass
             if time.monotonic() > deadline:
                 raise BrokerError(
-                    f"Tansu did not answer a metadata request within {self.startup_timeout_s:.0f}s; "
-                    f"see {self.log_path}"
+                    f"Tansu did not answer a metadata request within {self.startup_timeout_s:.0f}s; see {self.log_path}"
                 )
             time.sleep(0.1)
 

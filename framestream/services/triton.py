@@ -259,7 +259,10 @@ def _prepare_backend_directory(distribution: TritonDistribution, workdir: Path) 
 
 
 def _require_free_port(host: str, port: int, name: str) -> None:
+    """Fail if something listens on the port. SO_REUSEADDR as tritonserver's own sockets use it,
+    so connections of a just-stopped server lingering in TIME_WAIT do not count as "in use"."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as error:

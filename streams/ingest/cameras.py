@@ -81,9 +81,7 @@ class UsbSource(_LiveSource):
 
 
 # "kind" picks the model, so an error names e.g. cameras[0].source.folder.path.
-Source = Annotated[
-    FileSource | FolderSource | SyntheticSource | UrlSource | UsbSource, Field(discriminator="kind")
-]
+Source = Annotated[FileSource | FolderSource | SyntheticSource | UrlSource | UsbSource, Field(discriminator="kind")]
 
 
 class Camera(_Strict):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 FRAMES_PRODUCED = Counter(
     "framestream_ingest_frames_produced",
@@ -14,7 +14,7 @@ BYTES_PRODUCED = Counter(
     "JPEG bytes acknowledged by the broker on the frames topic",
     ["camera"],
 )
-FRAMES_DROPPED_BY_SAMPLER = Counter(
+FRAMES_SAMPLED_OUT = Counter(
     "framestream_ingest_frames_sampled_out",
     "Source frames skipped to hold the camera's target fps",
     ["camera"],
@@ -35,8 +35,8 @@ DELIVERY_RETRIES = Counter(
     "Records produced again after a failed delivery report",
     ["camera"],
 )
-SOURCE_RECONNECTS = Gauge(
+SOURCE_RECONNECTS = Counter(
     "framestream_ingest_source_reconnects",
-    "Reconnect attempts of a live camera stream since ingest started",
+    "Reconnect attempts of live camera streams (URL, USB)",
     ["camera"],
 )

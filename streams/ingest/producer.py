@@ -184,7 +184,8 @@ class CameraIngest:
     def _run_camera(self, camera: Camera) -> None:
         progress = self._progress[camera.id]
         on_undecodable = partial(self._send_dead_letter, camera.id)
-        source = open_source(camera, on_undecodable, self._stops[camera.id])
+        on_reconnect = metrics.SOURCE_RECONNECTS.labels(camera.id).inc
+        source = open_source(camera, on_undecodable, self._stops[camera.id], on_reconnect=on_reconnect)
         frames = source.frames()
         try:
             self._camera_loop(camera, frames)
@@ -205,7 +206,7 @@ class CameraIngest:
         seq = self.first_seq
         for captured in frames:
             if not sampler.keep(captured.captured_at.timestamp()):
-                metrics.FRAMES_DROPPED_BY_SAMPLER.labels(camera.id).inc()
+                metrics.FRAMES_SAMPLED_OUT.labels(camera.id).inc()
                 continue
             started = time.perf_counter()
             encoded = encode_frame(camera, captured, seq)

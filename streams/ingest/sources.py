@@ -269,10 +269,16 @@ def _bounce(position: int, span: int) -> int:
 class LiveStreamSource(FrameSource):
     """An OpenCV stream (URL or USB device) that reconnects with exponential backoff."""
 
-    def __init__(self, config: UrlSource | UsbSource, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        config: UrlSource | UsbSource,
+        stop: threading.Event | None = None,
+        on_reconnect: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(stop)
         self.config = config
         self.reconnects = 0
+        self.on_reconnect = on_reconnect
         self.target = config.url if isinstance(config, UrlSource) else config.device
 
     def _open(self) -> cv2.VideoCapture | None:
@@ -301,6 +307,8 @@ class LiveStreamSource(FrameSource):
             if self.stop_event.is_set():
                 return
             self.reconnects += 1
+            if self.on_reconnect is not None:
+                self.on_reconnect()
             log.warning(
                 "camera stream unavailable, reconnecting", extra={"source": str(self.target), "retry_in_s": delay}
             )
@@ -316,8 +324,13 @@ class LiveStreamSource(FrameSource):
             yield CapturedFrame(image, utc_now())
 
 
-def open_source(camera: Camera, on_undecodable: UndecodableHandler, stop: threading.Event | None = None) -> FrameSource:
-    """The frame source for a camera's configured kind."""
+def open_source(
+    camera: Camera,
+    on_undecodable: UndecodableHandler,
+    stop: threading.Event | None = None,
+    on_reconnect: Callable[[], None] | None = None,
+) -> FrameSource:
+    """The frame source for a camera's configured kind; ``on_reconnect`` counts live-stream reconnects."""
     source = camera.source
     if isinstance(source, FileSource):
         return VideoFileSource(source, stop)
@@ -325,4 +338,4 @@ def open_source(camera: Camera, on_undecodable: UndecodableHandler, stop: thread
         return ImageFolderSource(source, camera.fps, on_undecodable, stop)
     if isinstance(source, SyntheticSource):
         return SyntheticPatternSource(source, camera.fps, stop)
-    return LiveStreamSource(source, stop)
+    return LiveStreamSource(source, stop, on_reconnect)

@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.insert import InsertContext
 from prometheus_client import Counter, Gauge, Histogram
 
 from framestream.services.clickhouse import is_row_error, is_transient, quote_identifier
@@ -157,6 +158,7 @@ class ClickHouseSink:
         self._retry = retry
         self._clock = clock
         self._buffers = {table.name: _TableBuffer(table) for table in TABLES}
+        self._insert_contexts: dict[tuple[int, str], InsertContext] = {}
         self._lock = threading.RLock()
         self._cancelled = threading.Event()
 
@@ -262,14 +264,23 @@ class ClickHouseSink:
         stored = self._stored_ids(client, table, rows)
         fresh = [row for row in rows if table.row_id(row) not in stored]
         if fresh:
-            client.insert(
-                f"{self._database}.{table.name}", list(zip(*fresh)), column_names=table.columns, column_oriented=True
-            )
+            context = self._insert_context(client, table)
+            context.data = list(zip(*fresh))
+            client.insert(context=context)
             INSERTS.labels(table.name).inc()
         INSERT_SECONDS.labels(table.name).observe(time.perf_counter() - started)
         ROWS_INSERTED.labels(table.name).inc(len(fresh))
         ROWS_SKIPPED.labels(table.name).inc(len(rows) - len(fresh))
         return len(fresh), len(rows) - len(fresh)
+
+    def _insert_context(self, client: Client, table: Table) -> InsertContext:
+        """One reusable insert context per table and client: the column types are read once, not per INSERT."""
+        key = (id(client), table.name)
+        if key not in self._insert_contexts:
+            self._insert_contexts[key] = client.create_insert_context(
+                f"{self._database}.{table.name}", column_names=table.columns, column_oriented=True
+            )
+        return self._insert_contexts[key]
 
     def _stored_ids(self, client: Client, table: Table, rows: list[Row]) -> set[str]:
         stored: set[str] = set()
@@ -278,22 +289,18 @@ class ClickHouseSink:
         return stored
 
     def _stored_ids_of_chunk(self, client: Client, table: Table, rows: list[Row]) -> set[str]:
-        times = [getattr(row, table.time_column) for row in rows]
-        filters = [f"{column} IN {{{column}:Array(String)}}" for column in table.lookup_columns]
-        sql = (
-            f"SELECT {table.id_column} FROM {self._database}.{table.name} "
-            f"WHERE {table.time_column} >= fromUnixTimestamp64Milli({{lo:Int64}}) "
-            f"AND {table.time_column} <= fromUnixTimestamp64Milli({{hi:Int64}}) "
-            + "".join(f"AND {condition} " for condition in filters)
-            + f"AND {table.id_column} IN {{ids:Array(String)}}"
-        )
-        parameters: dict[str, object] = {
-            "lo": int(min(times).timestamp() * 1000) - 1,
-            "hi": int(max(times).timestamp() * 1000) + 1,
-            "ids": [table.row_id(row) for row in rows],
-        }
-        for column in table.lookup_columns:
-            parameters[column] = sorted({getattr(row, column) for row in rows})
+        conditions = [f"{column} IN {{{column}:Array(String)}}" for column in table.lookup_columns]
+        parameters: dict[str, object] = {column: sorted({getattr(row, column) for row in rows})
+                                         for column in table.lookup_columns}  # fmt: skip
+        if table.time_is_deterministic:
+            times = [getattr(row, table.time_column) for row in rows]
+            conditions.append(f"{table.time_column} >= fromUnixTimestamp64Milli({{lo:Int64}})")
+            conditions.append(f"{table.time_column} <= fromUnixTimestamp64Milli({{hi:Int64}})")
+            parameters["lo"] = int(min(times).timestamp() * 1000) - 1
+            parameters["hi"] = int(max(times).timestamp() * 1000) + 1
+        conditions.append(f"{table.id_column} IN {{ids:Array(String)}}")
+        parameters["ids"] = [table.row_id(row) for row in rows]
+        sql = f"SELECT {table.id_column} FROM {self._database}.{table.name} WHERE " + " AND ".join(conditions)
         return {str(value) for (value,) in client.query(sql, parameters=parameters).result_rows}
 
     def _retrying(self, table: Table, operation: Callable[[Client], tuple[int, int]]) -> tuple[int, int]:
@@ -326,6 +333,7 @@ class ClickHouseSink:
         if self._connect is None:
             return  # not ours to close or replace
         client, self._client = self._client, None
+        self._insert_contexts.clear()
         if client is not None:
             try:
                 client.close()

@@ -106,8 +106,9 @@ Persistable: TypeAlias = FrameDetections | Alert | DeadLetter
 @dataclass(frozen=True)
 class Table:
     """A target table: its row type (= its insert columns), the id it deduplicates on, its time
-    column, the sorting-key columns before the id (they narrow the lookup of stored ids) and the
-    ranges of its integer columns."""
+    column, the sorting-key columns before the id (they narrow the lookup of stored ids), the
+    ranges of its integer columns, and whether the time is the same in a re-processed message
+    (only then may the lookup of stored ids narrow by time)."""
 
     name: str
     row_type: type[Row]
@@ -115,6 +116,7 @@ class Table:
     time_column: str
     lookup_columns: tuple[str, ...]
     int_bounds: tuple[tuple[str, tuple[int, int]], ...]
+    time_is_deterministic: bool = True
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -139,6 +141,7 @@ ALERTS = Table(
 DEAD_LETTERS = Table(
     "dead_letters", DeadLetterRow, "dead_letter_id", "failed_at", ("stage", "source_topic"),
     (("source_partition", INT32), ("source_offset", INT64), ("original_size", UINT32)),
+    time_is_deterministic=False,  # a record rejected again after a restart fails at a new time
 )  # fmt: skip
 TABLES: tuple[Table, ...] = (FRAMES, DETECTIONS, ALERTS, DEAD_LETTERS)
 

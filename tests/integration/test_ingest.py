@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from prometheus_client import REGISTRY
 
 from framestream.settings import REPO_ROOT, KafkaSettings
 from schemas import DeadLetter, FrameMeta
@@ -61,6 +62,10 @@ def folder_with_a_broken_file(tmp_path: Path) -> Path:
     return folder
 
 
+def produced_metric(camera: str) -> float:
+    return REGISTRY.get_sample_value("framestream_ingest_frames_produced_total", {"camera": camera}) or 0.0
+
+
 def frames_by_camera(messages: list[Message]) -> dict[str, list[tuple[FrameMeta, np.ndarray]]]:
     cameras: dict[str, list[tuple[FrameMeta, np.ndarray]]] = defaultdict(list)
     for message in messages:
@@ -81,6 +86,7 @@ def test_folder_and_synthetic_cameras(
         Camera(id="stills", source=FolderSource(kind="folder", path=folder_with_a_broken_file), fps=20),
         Camera(id="pattern", source=SyntheticSource(kind="synthetic", width=320, height=240), fps=10, max_frames=25),
     ]
+    produced_before = produced_metric("stills")
     progress = CameraIngest(cameras, kafka_settings, topics, first_seq=1000).run()
 
     frames = frames_by_camera(read_all(kafka_settings, topics.frames, expected=3 + 25))
@@ -106,6 +112,8 @@ def test_folder_and_synthetic_cameras(
     assert (progress["stills"].frames_produced, progress["stills"].dead_letters) == (3, 1)
     assert (progress["pattern"].frames_produced, progress["pattern"].last_seq) == (25, 1024)
     assert not any(p.error for p in progress.values())
+    assert produced_metric("stills") - produced_before == 3
+    assert REGISTRY.get_sample_value("framestream_ingest_dead_letters_total", {"camera": "stills"}) >= 1
 
 
 def test_a_video_file_is_sampled_down_to_the_target_fps(kafka_settings: KafkaSettings, topics: TopicNames) -> None:

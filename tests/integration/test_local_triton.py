@@ -76,10 +76,11 @@ def test_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
             assert b"nv_inference_count" in response.read()
     assert not triton.is_running()
     assert "successfully unloaded 'echo'" in (tmp_path / "triton.log").read_text()
-    free = TritonPorts(triton.ports.http, triton.ports.grpc, triton.ports.metrics)
-    for port in vars(free).values():  # every port is released again
+    for port in vars(triton.ports).values():  # nothing listens any more (TIME_WAIT may linger)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", port))
+            sock.listen()
 
 
 @pytest.mark.parametrize("which", ["http", "grpc", "metrics"])
@@ -105,3 +106,21 @@ def test_a_missing_virtualenv_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TritonStartError, match="no virtualenv here"):
         triton.start()
 
+
+
+@pytest.mark.parametrize("which", ["http", "grpc"])
+def test_a_port_taken_after_the_check_is_found_in_the_log(
+    tmp_path: Path, occupied_port: int, which: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process can grab a port between our check and tritonserver's bind: the launcher
+    must then read the bind failure from the log rather than time out."""
+    import framestream.services.triton as launcher
+
+    monkeypatch.setattr(launcher, "_require_free_port", lambda host, port, name: None)
+    ports = {**vars(TritonPorts.free()), which: occupied_port}
+    triton = LocalTriton(model_repository(tmp_path / "models", {"echo": ECHO_MODEL}), VENV, ports=TritonPorts(**ports),
+                         log_file=tmp_path / "triton.log", startup_timeout_s=60)
+    with pytest.raises(PortInUseError, match="a port is taken") as caught:
+        triton.start()
+    assert str(occupied_port) in str(caught.value)
+    assert not triton.is_running()

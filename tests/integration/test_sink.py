@@ -302,3 +302,14 @@ def test_a_database_problem_no_row_explains_refuses_nothing_and_keeps_the_rows(
     assert sink.buffered_rows["alerts"] == 4
     clickhouse_client.command(f"RENAME TABLE {database}.alerts_away TO {database}.alerts")
     assert sink.flush().inserted == {"alerts": 4}
+
+
+def test_a_record_rejected_again_after_a_restart_is_stored_once(clickhouse_client: Client) -> None:
+    """Re-processing a bad record makes a new dead letter (new time, maybe new wording) with the
+    same source: it must not become a second row, whatever day it fails on."""
+    sink = ClickHouseSink(clickhouse_client, clickhouse_client.database)
+    sink.add(make_dead_letter(source_offset=41, failed_at=BASE_TIME))
+    sink.flush()
+    sink.add(make_dead_letter(source_offset=41, failed_at=BASE_TIME + timedelta(days=3), reason="decoder: bad marker"))
+    assert sink.flush().skipped == {"dead_letters": 1}
+    assert clickhouse_client.command("SELECT count() FROM dead_letters") == 1
