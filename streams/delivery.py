@@ -109,7 +109,9 @@ class OrderedPipeline(Generic[ResultT]):
         self._window = asyncio.Semaphore(depth)
         self._tail: asyncio.Task[None] | None = None
 
-    async def submit(self, work: Callable[[], Awaitable[ResultT]], finish: Callable[[ResultT], Awaitable[None]]) -> None:
+    async def submit(
+        self, work: Callable[[], Awaitable[ResultT]], finish: Callable[[ResultT], Awaitable[None]]
+    ) -> None:
         await self._window.acquire()
         previous = self._tail
         self._tail = asyncio.ensure_future(self._run(work, finish, previous))

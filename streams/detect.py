@@ -88,7 +88,7 @@ def to_detections(meta: FrameMeta, found: ObjectDetections) -> tuple[Detection, 
             score=min(1.0, max(0.0, float(score))),
             box=BoundingBox(x1=float(box[0]), y1=float(box[1]), x2=float(box[2]), y2=float(box[3])),
         )
-        for index, (box, score, class_id) in enumerate(zip(found.boxes, found.scores, found.class_ids))
+        for index, (box, score, class_id) in enumerate(zip(found.boxes, found.scores, found.class_ids, strict=True))
     )
 
 
@@ -143,11 +143,11 @@ class DetectStage:
     async def emit_batch(self, stream: faust.StreamT, events: Sequence[EventT],
                          outcomes: Sequence[FrameDetections | Rejection]) -> None:  # fmt: skip
         """Produce the outputs in offset order (a camera's frames share a partition), then release."""
-        outgoing = [self._record(event, outcome) for event, outcome in zip(events, outcomes)]
+        outgoing = [self._record(event, outcome) for event, outcome in zip(events, outcomes, strict=True)]
         retries = await produce_in_order(outgoing, ceiling_s=self.context.worker.retry_max_backoff_s)
         self.metrics.retries.labels(stage=STAGE, target="kafka").inc(retries)
         await release(stream, events)
-        for event, outcome in zip(events, outcomes):
+        for event, outcome in zip(events, outcomes, strict=True):
             self.metrics.processed(event.message.tp, event.message.offset)
             ok = isinstance(outcome, FrameDetections)
             self.metrics.frames.labels(stage=STAGE, outcome="ok" if ok else "deadletter").inc()
@@ -175,7 +175,7 @@ class DetectStage:
         try:
             found, triton_s = await self._infer(event.message.value)
         except InferenceRejected as error:
-            return Rejection(str(error), getattr(error, "code", None) or type(error).__name__)
+            return Rejection(str(error), type(error).__name__)  # the reason is Triton's own message
         timings = timings_of(meta, arrival, triton_s)
         for step, value in (("queue", timings.queue_ms), ("batch_wait", timings.batch_wait_ms),
                             ("triton", timings.triton_ms)):
@@ -220,6 +220,7 @@ class DetectStage:
                 delay = backoff.next_delay()
                 log.warning("triton unavailable, retrying", extra={"error": str(error)[:300], "retry_in_s": delay})
                 await asyncio.sleep(delay)
+
 
 def register(app: faust.App, context: WorkerContext) -> None:
     frames = raw_topic(app, context.topics.frames)

@@ -157,6 +157,9 @@ class PersistStage:
             self.metrics.processed(event.message.tp, event.message.offset)
 
     def close(self) -> None:
+        """After the worker stopped. Rows still buffered belong to events never released (so never
+        committed): they are read again by the next worker, and no retry loop may block the exit."""
+        self.sink.cancel()
         self.executor.submit(self.sink.close).result()
         self.executor.shutdown(wait=True)
 

@@ -207,21 +207,33 @@ def pipeline_round(worker: BenchWorker, feeder: FrameFeeder, label: str, frames:
     return frames / (done - started), stored_before + frames
 
 
-def latencies(settings: Settings, labels: list[str]) -> dict[str, tuple[float, float]]:
-    """p50/p95 of captured_at -> stored_at per round label, read once the worker has stopped (chDB)."""
+@dataclass(frozen=True)
+class Latency:
+    """Per round, from the frames table: e2e p50/p95 and the medians of where a frame's time went."""
+
+    p50_ms: float
+    p95_ms: float
+    queue_ms: float  # produce -> picked up by the detect stage
+    triton_ms: float
+    detected_ms: float  # captured -> detections produced
+
+
+LATENCY_SQL = """
+SELECT quantileExact(0.5)(store_latency_ms), quantileExact(0.95)(store_latency_ms),
+       quantileExact(0.5)(queue_ms), quantileExact(0.5)(triton_ms), quantileExact(0.5)(detect_latency_ms)
+FROM {database}.frames WHERE startsWith(camera_id, {{label:String}})
+"""
+
+
+def latencies(settings: Settings, labels: list[str]) -> dict[str, Latency]:
+    """Per round label, read once the worker has stopped (one process per chDB path)."""
     from framestream.services.clickhouse import connect
 
     client = connect(settings.clickhouse, settings.data_dir)
     try:
-        figures = {}
-        for label in labels:
-            row = client.query(
-                f"SELECT quantileExact(0.5)(store_latency_ms), quantileExact(0.95)(store_latency_ms) "
-                f"FROM {settings.clickhouse.database}.frames WHERE startsWith(camera_id, {{label:String}})",
-                parameters={"label": f"{label}-"},
-            ).result_rows[0]
-            figures[label] = (float(row[0]), float(row[1]))
-        return figures
+        sql = LATENCY_SQL.format(database=settings.clickhouse.database)
+        rows = {label: client.query(sql, parameters={"label": f"{label}-"}).result_rows[0] for label in labels}
+        return {label: Latency(*(float(value) for value in row)) for label, row in rows.items()}
     finally:
         client.close()
 
@@ -251,22 +263,26 @@ def run_bench(settings: Settings, env: dict[str, str], args: argparse.Namespace)
 
 
 def print_report(args: argparse.Namespace, bare: list[RoundFigures], piped: list[float],
-                 latency: dict[str, tuple[float, float]], paced_fps: float, rounds: list[str]) -> None:  # fmt: skip
-    bare_rate = statistics.median(b.frames_per_s for b in bare)
-    pipe_rate = statistics.median(piped)
-    burst_p50 = statistics.median(latency[label][0] for label in rounds)
-    burst_p95 = statistics.median(latency[label][1] for label in rounds)
+                 latency: dict[str, Latency], paced_fps: float, rounds: list[str]) -> None:  # fmt: skip
+    def median_of(field: str) -> float:
+        return statistics.median(getattr(latency[label], field) for label in rounds)
+
+    bare_rate, pipe_rate = statistics.median(b.frames_per_s for b in bare), statistics.median(piped)
+    paced = latency["paced"]
     print(f"framestream bench pipeline: {args.frames} frames/round, concurrency {args.concurrency}, "
           f"{args.rounds} rounds (medians), {args.cameras} cameras, photos from {PHOTOS.relative_to(REPO_ROOT)}")
-    print(f"{'':42}{'frames/s':>10}{'p50 ms':>10}{'p95 ms':>10}")
-    print(f"{'bare Triton (request latency)':42}{bare_rate:>10.1f}"
-          f"{statistics.median(b.p50_ms for b in bare):>10.1f}{statistics.median(b.p95_ms for b in bare):>10.1f}")
-    print(f"{'pipeline to ClickHouse, burst (e2e)':42}{pipe_rate:>10.1f}{burst_p50:>10.1f}{burst_p95:>10.1f}")
-    paced = latency["paced"]
-    print(f"{f'pipeline, paced at {paced_fps:.1f} frames/s (e2e)':42}{'':>10}{paced[0]:>10.1f}{paced[1]:>10.1f}")
+    print(f"{'':40}{'frames/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'queue':>9}{'triton':>9}{'detected':>9}")
+    print(f"{'bare Triton (request latency)':40}{bare_rate:>9.1f}"
+          f"{statistics.median(b.p50_ms for b in bare):>9.0f}{statistics.median(b.p95_ms for b in bare):>9.0f}")
+    print(f"{'pipeline to ClickHouse, burst (e2e)':40}{pipe_rate:>9.1f}{median_of('p50_ms'):>9.0f}"
+          f"{median_of('p95_ms'):>9.0f}{median_of('queue_ms'):>9.0f}{median_of('triton_ms'):>9.0f}"
+          f"{median_of('detected_ms'):>9.0f}")
+    print(f"{f'pipeline, paced at {paced_fps:.1f} frames/s (e2e)':40}{'':>9}{paced.p50_ms:>9.0f}{paced.p95_ms:>9.0f}"
+          f"{paced.queue_ms:>9.0f}{paced.triton_ms:>9.0f}{paced.detected_ms:>9.0f}")
     print(f"pipeline / bare Triton throughput: {pipe_rate / bare_rate:.2f}   "
-          f"(per round: {', '.join(f'{p / b.frames_per_s:.2f}' for p, b in zip(piped, bare))})")
-    print("e2e = captured_at -> row stored in ClickHouse; a burst's latency is mostly the queue in front of Triton.")
+          f"(per round: {', '.join(f'{p / b.frames_per_s:.2f}' for p, b in zip(piped, bare, strict=True))})")
+    print("e2e: captured_at -> row stored in ClickHouse. queue: produce -> detect pickup; detected: captured_at ->\n"
+          "detections produced (medians, ms). Under a burst the e2e latency is mostly the queue before Triton.")
 
 
 def main(argv: list[str], settings: Settings) -> int:

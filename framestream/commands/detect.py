@@ -52,12 +52,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.triton.url if args.triton_url is None else args.triton_url
     with ExitStack() as stack:
         if not url:
-            from framestream.services.triton import LocalTriton  # only needed without a server
+            from framestream.services.triton import LocalTriton, TritonStartError  # only needed without a server
 
             log_file = settings.data_dir / "logs" / "tritonserver-detect.log"
-            triton = stack.enter_context(LocalTriton(settings.triton.model_repository, settings.triton.venv,
-                                                     log_file=log_file))
-            url = triton.grpc_url
+            try:
+                url = stack.enter_context(LocalTriton(settings.triton.model_repository, settings.triton.venv,
+                                                      log_file=log_file)).grpc_url
+            except TritonStartError as error:
+                print(f"framestream detect: cannot start the local Triton: {error}", file=sys.stderr)
+                return EXIT_UNAVAILABLE
         failures = asyncio.run(_detect_files(files, url, settings, score, iou))
     if failures < 0:
         return EXIT_UNAVAILABLE

@@ -244,7 +244,8 @@ class LocalTriton:
         models = [line for line in lines if _MODEL_FAILURE.search(line)]
         if models:
             return TritonStartError(f"{headline}: a model failed to load:\n" + "\n".join(_dedupe(models)[:10]))
-        return TritonStartError(f"{headline}; last log lines ({self.log_path}):\n" + "\n".join(lines[-25:]))
+        where = f" ({self._log_file})" if self._log_file else ""
+        return TritonStartError(f"{headline}; last log lines{where}:\n" + "\n".join(lines[-25:]))
 
 
 def _prepare_backend_directory(distribution: TritonDistribution, workdir: Path) -> Path:

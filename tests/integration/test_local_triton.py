@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -9,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+import framestream.services.triton as launcher
 from framestream.services.triton import LocalTriton, PortInUseError, TritonPorts, TritonStartError
+from streams.inference import DetectorClient, InferenceUnavailable
 
 pytestmark = pytest.mark.integration
 
@@ -114,8 +118,6 @@ def test_a_port_taken_after_the_check_is_found_in_the_log(
 ) -> None:
     """Another process can grab a port between our check and tritonserver's bind: the launcher
     must then read the bind failure from the log rather than time out."""
-    import framestream.services.triton as launcher
-
     monkeypatch.setattr(launcher, "_require_free_port", lambda host, port, name: None)
     ports = {**vars(TritonPorts.free()), which: occupied_port}
     triton = LocalTriton(model_repository(tmp_path / "models", {"echo": ECHO_MODEL}), VENV, ports=TritonPorts(**ports),
@@ -124,3 +126,20 @@ def test_a_port_taken_after_the_check_is_found_in_the_log(
         triton.start()
     assert str(occupied_port) in str(caught.value)
     assert not triton.is_running()
+
+
+def test_a_failing_network_is_transient_for_the_client(tmp_path: Path) -> None:
+    """The detector's BLS call failing (here: its network model does not exist) answers
+    UNAVAILABLE, which the client reports as InferenceUnavailable (retry), not a rejection."""
+    repository = tmp_path / "models"
+    shutil.copytree(REPO / "triton_models" / "detector", repository / "detector", ignore=shutil.ignore_patterns("__pycache__"))
+    config = repository / "detector" / "config.pbtxt"
+    config.write_text(config.read_text().replace('string_value: "nanodet"', 'string_value: "nanodet_gone"'))
+
+    async def detect(url: str) -> None:
+        async with DetectorClient(url, timeout_s=30) as client:
+            await client.detect((REPO / "tests" / "data" / "photos" / "dog.jpg").read_bytes())
+
+    with LocalTriton(repository, VENV, log_file=tmp_path / "triton.log") as triton:
+        with pytest.raises(InferenceUnavailable, match="UNAVAILABLE: detector network failed"):
+            asyncio.run(detect(triton.grpc_url))

@@ -71,6 +71,9 @@ EXPECTED_ALERTS = {
 }  # fmt: skip
 MALFORMED_VALUE = b"headers say this is frame 'x' of no camera"
 UNDECODABLE_VALUE = b"\xff\xd8\xff\xe0 truncated: not a JPEG after all"
+# Written straight to the downstream topics, as a misbehaving producer would.
+BAD_DETECTIONS_VALUE = b'{"schema_version": 1, "event_id": "cam-x:1"'
+BAD_DEAD_LETTER_VALUE = b"\x00not json at all"
 
 
 @pytest.fixture
@@ -88,6 +91,8 @@ def push_frames(kafka: KafkaSettings, topics: TopicNames) -> int:
     producer.raw(topics.frames, b"cam-bad", MALFORMED_VALUE, [("fs-camera-id", b"cam-bad"), ("fs-frame-seq", b"x")])
     meta = FrameMeta(camera_id="cam-broken", frame_seq=0, captured_at=frames[0].captured_at, width=640, height=480)
     producer.raw(topics.frames, b"cam-broken", UNDECODABLE_VALUE, meta.to_headers())
+    producer.raw(topics.detections, b"cam-x", BAD_DETECTIONS_VALUE, [])
+    producer.raw(topics.deadletter, b"cam-y", BAD_DEAD_LETTER_VALUE, [])
     producer.flush()
     return len(frames)
 
@@ -104,9 +109,11 @@ def test_known_frames_reach_clickhouse_and_the_alert_topic(
         frames = push_frames(kafka_settings, topics)
         worker.wait_for_metric("framestream_persisted_messages_total", frames, 180, kind="detections")
         worker.wait_for_metric("framestream_persisted_messages_total", len(EXPECTED_ALERTS), 30, kind="alerts")
-        worker.wait_for_metric("framestream_persisted_messages_total", 2, 30, kind="deadletters")
+        # detect: 2; alert and persist: the bad detections record each; the bad dead letter, stored as is.
+        worker.wait_for_metric("framestream_persisted_messages_total", 5, 30, kind="deadletters")
         assert worker.alive, "the bad records must not stop the worker"
-        assert worker.metric("framestream_frames_total", stage="detect", outcome="deadletter") == 2
+        for stage, count in (("detect", 2), ("alert", 1), ("persist", 2)):
+            assert worker.metric("framestream_frames_total", stage=stage, outcome="deadletter") == count, stage
         assert worker.terminate() == 0, worker.log_tail()
     finally:
         worker.kill()
@@ -114,7 +121,7 @@ def test_known_frames_reach_clickhouse_and_the_alert_topic(
 
     check_alert_topic(kafka_settings, topics)
     check_dead_letter_topic(kafka_settings, topics)
-    check_clickhouse(store, frames)
+    check_clickhouse(store, topics, frames)
 
 
 def check_alert_topic(kafka: KafkaSettings, topics: TopicNames) -> None:
@@ -129,8 +136,9 @@ def check_alert_topic(kafka: KafkaSettings, topics: TopicNames) -> None:
 
 def check_dead_letter_topic(kafka: KafkaSettings, topics: TopicNames) -> None:
     records = read_topic(kafka, topics.deadletter, kafka.partitions)
-    letters = {key: DeadLetter.model_validate_json(value) for key, value in records}
-    assert set(letters) == {b"cam-bad", b"cam-broken"}
+    letters = {key: DeadLetter.model_validate_json(value) for key, value in records if key != b"cam-y"}
+    assert sorted(letters) == [b"cam-bad", b"cam-broken", b"cam-x"]
+    assert len(records) == 5, "3 from detect, 1 each from alert and persist for cam-x, the bad one itself"
     malformed, undecodable = letters[b"cam-bad"], letters[b"cam-broken"]
     assert (malformed.stage, malformed.error_type) == ("detect", "ValidationError")
     assert "frame_seq" in malformed.reason and "captured_at" in malformed.reason
@@ -140,9 +148,12 @@ def check_dead_letter_topic(kafka: KafkaSettings, topics: TopicNames) -> None:
     assert "JPEG" in undecodable.reason, "the reason is Triton's own message"
     assert undecodable.original == UNDECODABLE_VALUE
     assert undecodable.source_topic == topics.frames and undecodable.source_offset is not None
+    bad_detections = [DeadLetter.model_validate_json(value) for key, value in records if key == b"cam-x"]
+    assert sorted(letter.stage for letter in bad_detections) == ["alert", "persist"]
+    assert all(letter.original == BAD_DETECTIONS_VALUE for letter in bad_detections)
 
 
-def check_clickhouse(store: WorkerStore, frames: int) -> None:
+def check_clickhouse(store: WorkerStore, topics: TopicNames, frames: int) -> None:
     client = store.connect()
     try:
         event_ids = {row[0] for row in client.query("SELECT event_id FROM frames FINAL").result_rows}
@@ -162,10 +173,17 @@ def check_clickhouse(store: WorkerStore, frames: int) -> None:
         assert mismatched == [], "every frame's objects are stored, each once"
         stored_alerts = {row[0] for row in client.query("SELECT alert_id FROM alerts FINAL").result_rows}
         assert stored_alerts == EXPECTED_ALERTS
-        letters = client.query("SELECT stage, error_type, original_sha256 FROM dead_letters FINAL").result_rows
+        letters = client.query(
+            "SELECT stage, error_type, source_topic, original_sha256 FROM dead_letters FINAL").result_rows
+        sha = {value: hashlib.sha256(value).hexdigest() for value in
+               (UNDECODABLE_VALUE, MALFORMED_VALUE, BAD_DETECTIONS_VALUE, BAD_DEAD_LETTER_VALUE)}  # fmt: skip
         assert sorted(letters) == sorted([
-            ("detect", "InferenceRejected", hashlib.sha256(UNDECODABLE_VALUE).hexdigest()),
-            ("detect", "ValidationError", hashlib.sha256(MALFORMED_VALUE).hexdigest()),
+            ("detect", "InferenceRejected", topics.frames, sha[UNDECODABLE_VALUE]),
+            ("detect", "ValidationError", topics.frames, sha[MALFORMED_VALUE]),
+            ("alert", "ValidationError", topics.detections, sha[BAD_DETECTIONS_VALUE]),
+            ("persist", "ValidationError", topics.detections, sha[BAD_DETECTIONS_VALUE]),
+            # not produced again (that would loop): stored as a dead letter of the dead-letter topic
+            ("persist", "ValidationError", topics.deadletter, sha[BAD_DEAD_LETTER_VALUE]),
         ])  # fmt: skip
     finally:
         client.close()

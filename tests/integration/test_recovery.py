@@ -19,7 +19,7 @@ import pytest
 
 from framestream.services.broker import delete_topics
 from framestream.settings import KafkaSettings
-from schemas import Alert
+from schemas import Alert, FrameDetections
 from streams.app import cooldowns_changelog
 from streams.topics import TopicNames
 from tests.integration.workers import (
@@ -161,3 +161,46 @@ def check_clickhouse_exactly_once(store: WorkerStore) -> None:
         assert {row[0] for row in client.query("SELECT alert_id FROM alerts").result_rows} == expected_alerts()
     finally:
         client.close()
+
+
+@pytest.fixture
+def private_triton(tmp_path: Path) -> Iterator["LocalTriton"]:  # noqa: F821
+    """A tritonserver of this test's own, so the test can take it away and bring it back."""
+    from framestream.services.triton import LocalTriton
+    from framestream.settings import REPO_ROOT
+
+    triton = LocalTriton(REPO_ROOT / "triton_models", REPO_ROOT / ".venv-triton", log_file=tmp_path / "triton.log")
+    with triton:
+        yield triton
+
+
+def test_detect_waits_out_a_triton_outage_without_skipping_frames(
+    private_triton: "LocalTriton", kafka_settings: KafkaSettings, topics: TopicNames,  # noqa: F821
+    store: WorkerStore, tmp_path: Path,
+) -> None:  # fmt: skip
+    env = worker_env(kafka_settings, triton_url=private_triton.grpc_url, data_dir=tmp_path / "data",
+                     rules_file=tmp_path / "unused.yaml", clickhouse_dsn=store.dsn,
+                     clickhouse_database=store.database, FRAMESTREAM_WORKER_RETRY_MAX_BACKOFF_S="1")  # fmt: skip
+    detect = WorkerProcess("detect", "detect", env, tmp_path).start()
+    producer = FrameProducer(kafka_settings)
+    frames = camera_frames(CAMERAS, 4, SPACING_S, start=START)
+    for frame in frames[:8]:
+        producer.frame(topics.frames, frame)
+    producer.flush()
+    detect.wait_for_metric("framestream_frames_total", 8, 90, stage="detect")
+
+    private_triton.stop()
+    for frame in frames[8:]:
+        producer.frame(topics.frames, frame)
+    producer.flush()
+    detect.wait_for_metric("framestream_transient_retries_total", 3, 60, target="triton")
+    assert detect.metric("framestream_frames_total", stage="detect") == 8, "nothing passes while Triton is away"
+
+    private_triton.start()
+    detect.wait_for_metric("framestream_frames_total", 16, 180, stage="detect")
+    assert detect.metric("framestream_frames_total", stage="detect", outcome="deadletter") == 0
+    assert detect.terminate() == 0, detect.log_tail()
+    detections = read_topic(kafka_settings, topics.detections, kafka_settings.partitions)
+    assert {FrameDetections.model_validate_json(value).event_id for _, value in detections} == {
+        frame.event_id for frame in frames
+    }

@@ -167,7 +167,9 @@ class Frame:
         return f"{self.camera_id}:{self.frame_seq}"
 
 
-def camera_frames(cameras: dict[str, str], per_camera: int, spacing_s: float, start: datetime | None = None) -> list[Frame]:
+def camera_frames(
+    cameras: dict[str, str], per_camera: int, spacing_s: float, start: datetime | None = None
+) -> list[Frame]:
     """``per_camera`` frames of each camera (camera id -> photo), captured ``spacing_s`` apart, interleaved."""
     start = start or datetime.now(timezone.utc).replace(microsecond=0)
     return [
@@ -203,7 +205,9 @@ class FrameProducer:
         assert remaining == 0, f"{remaining} test records not delivered"
 
 
-def read_topic(kafka: KafkaSettings, topic: str, partitions: int, idle_s: float = 3.0) -> list[tuple[bytes | None, bytes]]:
+def read_topic(
+    kafka: KafkaSettings, topic: str, partitions: int, idle_s: float = 3.0
+) -> list[tuple[bytes | None, bytes]]:
     """Every record of ``topic`` (key, value) from the start of each partition, until none came for ``idle_s``.
 
     Not bounded by high watermarks: Tansu's are too low after multi-record batches (DESIGN.md)."""

@@ -1,0 +1,204 @@
+"""The stream stages' pure parts: parsing records, building outputs and dead letters, metrics."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from faust.types import TP
+from prometheus_client import CollectorRegistry
+
+from processors.detector import ObjectDetections
+from schemas import DeadLetter, StageTimings
+from streams.alert import parse_detections
+from streams.app import Stage, app_id, cooldowns_changelog, parse_stages
+from streams.deadletter import build_dead_letter, dead_letter_record
+from streams.detect import FrameArrival, Rejection, parse_frame, timings_of, to_detections
+from streams.metrics import WorkerMetrics
+from streams.topics import TopicNames
+from tests.factories import BASE_TIME, make_frame_detections, make_frame_meta
+
+
+def event(value: bytes | None, headers: object = (), key: bytes | None = b"cam-1", offset: int = 7) -> SimpleNamespace:
+    """The parts of a faust event the stages read (topic, partition, offset, key, value, headers)."""
+    message = SimpleNamespace(topic="vision.frames.v1", partition=2, offset=offset, key=key, value=value,
+                              headers=list(headers), tp=TP("vision.frames.v1", 2))  # fmt: skip
+    return SimpleNamespace(message=message)
+
+
+# --- app ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("detect", (Stage.DETECT,)),
+        ("persist, detect", (Stage.DETECT, Stage.PERSIST)),
+        ("detect,alert,persist", (Stage.DETECT, Stage.ALERT, Stage.PERSIST)),
+        ("detect,detect", (Stage.DETECT,)),
+        ("detect,monitor", ValueError),
+        ("", ValueError),
+    ],
+)
+def test_parse_stages(text: str, expected: tuple[Stage, ...] | type[Exception]) -> None:
+    if isinstance(expected, type):
+        with pytest.raises(expected, match="choose from detect, alert, persist"):
+            parse_stages(text)
+    else:
+        assert parse_stages(text) == expected
+
+
+def test_one_consumer_group_per_stage_set_and_one_changelog_per_deployment() -> None:
+    assert app_id("t1.", [Stage.PERSIST, Stage.DETECT]) == "t1.framestream-detect-persist"
+    assert app_id("", [Stage.DETECT]) == app_id("", (Stage.DETECT,))
+    assert cooldowns_changelog(TopicNames("t1.")) == "t1.framestream.alert.cooldowns-changelog"
+
+
+# --- detect -------------------------------------------------------------------------------------
+
+
+def test_parse_frame_reads_the_headers_ingest_writes() -> None:
+    meta = make_frame_meta("cam-7", 42)
+    assert parse_frame(event(b"\xff\xd8jpeg", meta.to_headers())) == meta
+
+
+@pytest.mark.parametrize(
+    ("value", "headers", "error_type", "names"),
+    [
+        (b"", make_frame_meta().to_headers(), "EmptyRecord", "no value"),
+        (None, make_frame_meta().to_headers(), "EmptyRecord", "no value"),
+        (b"jpeg", [], "ValidationError", "camera_id"),
+        (b"jpeg", [("fs-camera-id", b"cam 1"), ("fs-frame-seq", b"1")], "ValidationError", "camera_id"),
+        (b"jpeg", [("fs-camera-id", b"cam-1"), ("fs-frame-seq", b"-1")], "ValidationError", "frame_seq"),
+        (b"jpeg", [("fs-camera-id", b"\xff\xfe")], "UnicodeDecodeError", "utf-8"),
+    ],
+)
+def test_parse_frame_rejects_what_cannot_be_a_frame(value: bytes | None, headers: list, error_type: str,
+                                                    names: str) -> None:  # fmt: skip
+    rejection = parse_frame(event(value, headers))
+    assert isinstance(rejection, Rejection)
+    assert rejection.error_type == error_type
+    assert names in rejection.reason
+
+
+def test_to_detections_names_classes_and_numbers_ids_deterministically() -> None:
+    found = ObjectDetections(
+        boxes=np.array([[10, 20, 30, 40], [0, 0, 5, 5]], np.float32),
+        scores=np.array([0.9, 1.0000001], np.float32),
+        class_ids=np.array([0, 16], np.int32),
+    )
+    detections = to_detections(make_frame_meta("cam-3", 9), found)
+    assert [d.detection_id for d in detections] == ["cam-3:9:0", "cam-3:9:1"]
+    assert [d.class_name for d in detections] == ["person", "dog"]
+    assert detections[1].score == 1.0, "float32 rounding above 1 is clipped into the schema's range"
+    assert (detections[0].box.x1, detections[0].box.y2) == (10.0, 40.0)
+
+
+def test_timings_measure_each_hop_and_never_go_negative() -> None:
+    meta = make_frame_meta(captured_at=BASE_TIME)
+    produced = BASE_TIME.timestamp() + 0.010
+    arrival = FrameArrival(produced_at=produced, picked_up_at=produced + 0.200, batched_at=produced + 0.205)
+    timings = timings_of(meta, arrival, triton_s=0.030)
+    assert timings.ingest_ms == pytest.approx(10.0, abs=0.01)
+    assert timings.queue_ms == pytest.approx(200.0, abs=0.01)
+    assert timings.batch_wait_ms == pytest.approx(5.0, abs=0.01)
+    assert timings.triton_ms == pytest.approx(30.0)
+    skewed = FrameArrival(produced_at=BASE_TIME.timestamp() - 1, picked_up_at=produced, batched_at=produced)
+    assert timings_of(meta, skewed, 0.0).ingest_ms == 0.0, "a producer clock behind the camera's"
+    assert timings_of(meta, FrameArrival(None, produced, produced), 0.0).queue_ms is None
+
+
+def test_stage_timings_of_a_frame_fit_the_schema() -> None:
+    timings = timings_of(make_frame_meta(), FrameArrival(None, 0.0, 0.0), 0.0)
+    assert isinstance(timings, StageTimings) and timings.ingest_ms is None
+
+
+# --- alert --------------------------------------------------------------------------------------
+
+
+def test_parse_detections_accepts_the_detect_stage_output() -> None:
+    frame = make_frame_detections("cam-1", 3)
+    assert parse_detections(event(frame.model_dump_json().encode(), key=b"cam-1")) == frame
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "error_type"),
+    [
+        (b"{not json", b"cam-1", "ValidationError"),
+        (make_frame_detections("cam-1").model_dump_json().encode(), b"cam-2", "KeyMismatch"),
+        (make_frame_detections("cam-1").model_dump_json().encode(), None, "KeyMismatch"),
+    ],
+)
+def test_parse_detections_rejects(value: bytes, key: bytes | None, error_type: str) -> None:
+    assert parse_detections(event(value, key=key))[1] == error_type
+
+
+# --- dead letters -------------------------------------------------------------------------------
+
+
+def test_dead_letter_keeps_the_original_bytes_key_and_headers() -> None:
+    original = b"\x00\xffnot an image"
+    letter = build_dead_letter(event(original, [("fs-camera-id", b"cam-1"), ("odd", b"\xff")]), stage="detect",
+                               reason="cannot decode", error_type="InferenceRejected")  # fmt: skip
+    assert letter.original == original and letter.key == b"cam-1"
+    assert letter.headers == {"fs-camera-id": "cam-1", "odd": "\\xff"}
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == ("vision.frames.v1", 2, 7)
+    assert DeadLetter.model_validate_json(letter.model_dump_json()) == letter
+
+
+def test_dead_letter_record_counts_by_stage_and_error_class() -> None:
+    metrics = WorkerMetrics("w", CollectorRegistry())
+    topic = SimpleNamespace(name="dl")
+    record = dead_letter_record(topic, event(b"x"), stage="alert", reason="bad", error_type="ValidationError",
+                                metrics=metrics)  # fmt: skip
+    assert record.topic is topic and record.key == b"cam-1"
+    assert DeadLetter.model_validate_json(record.value).stage == "alert"
+    assert metrics.registry.get_sample_value(
+        "framestream_dead_letters_total", {"stage": "alert", "reason": "ValidationError"}) == 1.0
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+class ConsumerView:
+    def __init__(self, highwaters: dict[TP, int]) -> None:
+        self.highwaters = highwaters
+
+    def assignment(self) -> set[TP]:
+        return set(self.highwaters)
+
+    def highwater(self, tp: TP) -> int:
+        return self.highwaters[tp]
+
+
+def test_lag_is_the_high_watermark_minus_the_next_offset_to_process() -> None:
+    metrics = WorkerMetrics("w", CollectorRegistry())
+    a, b, idle = TP("frames", 0), TP("frames", 1), TP("frames", 2)
+    metrics.processed(a, 9)
+    metrics.processed(a, 4)  # a replayed, older offset does not move the position back
+    metrics.processed(b, 0)
+    metrics.update_lag(ConsumerView({a: 25, b: 1, idle: 100}))
+    sample = metrics.registry.get_sample_value
+    assert sample("framestream_consumer_lag_records", {"topic": "frames", "partition": "0"}) == 15
+    assert sample("framestream_consumer_lag_records", {"topic": "frames", "partition": "1"}) == 0
+    assert sample("framestream_consumer_lag_records", {"topic": "frames", "partition": "2"}) is None
+
+
+def test_assignment_gauge_follows_rebalances() -> None:
+    metrics = WorkerMetrics("w", CollectorRegistry())
+    metrics.update_assignment({TP("frames", 0), TP("frames", 3), TP("changelog", 0)})
+    sample = metrics.registry.get_sample_value
+    assert sample("framestream_assigned_partitions", {"topic": "frames"}) == 2
+    metrics.update_assignment(set())
+    assert sample("framestream_assigned_partitions", {"topic": "frames"}) is None
+
+
+def test_request_in_flight_gauge_goes_back_down_on_errors() -> None:
+    metrics = WorkerMetrics("w", CollectorRegistry())
+    with pytest.raises(RuntimeError):
+        with metrics.request_in_flight():
+            assert metrics.registry.get_sample_value("framestream_triton_requests_in_flight") == 1
+            raise RuntimeError
+    assert metrics.registry.get_sample_value("framestream_triton_requests_in_flight") == 0
+
