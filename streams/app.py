@@ -39,11 +39,13 @@ class WorkerSettings(BaseSettings):
     detect_max_wait_s: float = Field(0.02, gt=0, le=10, description="longest wait to fill a micro-batch")
     detect_pipeline_depth: int = Field(2, ge=1, le=16, description="micro-batches in progress at once")
     triton_ready_timeout_s: float = Field(300.0, gt=0, description="wait for the model at start")
-    persist_max_rows: int = Field(5000, ge=1, description="messages buffered before a ClickHouse flush")
+    persist_max_rows: int = Field(5000, ge=1, description="rows of one table buffered before a ClickHouse flush")
     persist_max_interval_s: float = Field(1.0, gt=0, le=60, description="longest time a message waits for its flush")
     commit_interval_s: float = Field(1.0, gt=0, le=60, description="how often acked offsets are committed")
     retry_max_backoff_s: float = Field(10.0, gt=0, description="ceiling of the retry backoff for transient faults")
     shutdown_timeout_s: float = Field(60.0, gt=0, description="SIGTERM: longest wait for batches in hand")
+    bind_host: str = Field("127.0.0.1", description="address /metrics and faust's web server listen on "
+                                                   "(0.0.0.0 in a container, so Prometheus can scrape it)")
     lag_interval_s: float = Field(5.0, gt=0, description="how often the consumer-lag gauge is refreshed")
 
 
@@ -102,7 +104,7 @@ def create_app(
         topic_disable_leader=True,
         web_enabled=web_port is not None,
         web_port=web_port or 6066,
-        web_bind="127.0.0.1",
+        web_bind=context.worker.bind_host,
         broker_commit_interval=context.worker.commit_interval_s,
         table_standby_replicas=0,
         **faust_broker_settings(settings.kafka),  # broker URLs, offsets from earliest, Tansu's profile

@@ -27,7 +27,9 @@ class WorkerMetrics:
         self.registry = registry or CollectorRegistry()
         self.worker_id = worker_id
         self.frames = Counter(
-            "framestream_frames_total", "Messages processed per stage; outcome ok or deadletter",
+            "framestream_frames_total",
+            "Records processed per stage (detect: frames; alert: per-frame detections; persist: detections, "
+            "alerts, dead letters); outcome ok or deadletter. rate() gives frames/s",
             ["stage", "outcome"], registry=self.registry,
         )
         self.latency = Histogram(

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # The process-wide registry: it also holds the ClickHouse sink's series and the process collector.
     metrics = WorkerMetrics(worker_id, registry=REGISTRY)
     if args.metrics_port is not None:
-        serve(metrics, args.metrics_port)
+        serve(metrics, args.metrics_port, checked.worker_settings.bind_host)
     context = WorkerContext(settings, checked.worker_settings, TopicNames(settings.kafka.topic_prefix), metrics,
                             worker_id, rules=checked.rules)  # fmt: skip
     try:

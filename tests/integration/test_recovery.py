@@ -30,6 +30,7 @@ from tests.integration.workers import (
     all_samples,
     camera_frames,
     read_topic,
+    records_in,
     wait_until,
     worker_env,
     worker_store,
@@ -55,6 +56,7 @@ rules:
 CAMERAS = {"cam-a": "person", "cam-b": "dog", "cam-c": "kite", "cam-d": "horses"}
 PHASE_FRAMES = 10  # per camera, per phase
 START = datetime.now(timezone.utc).replace(microsecond=0)
+NO_COMMITS = {"FRAMESTREAM_WORKER_COMMIT_INTERVAL_S": "60"}
 TOTAL_FRAMES = 2 * PHASE_FRAMES * len(CAMERAS)
 
 
@@ -103,9 +105,13 @@ def produce_phase(kafka: KafkaSettings, topics: TopicNames, phase: int) -> None:
 def test_killed_workers_lose_nothing_and_count_nothing_twice(
     workers: dict[str, WorkerProcess], kafka_settings: KafkaSettings, topics: TopicNames, store: WorkerStore
 ) -> None:
-    for process in workers.values():
-        process.start()
     detect_a, detect_b, alert, persist = workers.values()
+    # Until they are killed, A and the alert worker do not commit at all: everything they did
+    # before the crash is read again after it, so the test always exercises the replay.
+    detect_a.start(**NO_COMMITS)
+    alert.start(**NO_COMMITS)
+    detect_b.start()
+    persist.start()
     frames_topic = {"topic": topics.frames}
     wait_until(lambda: detect_a.metric("framestream_assigned_partitions", **frames_topic) >= 1
                and detect_b.metric("framestream_assigned_partitions", **frames_topic) >= 1,
@@ -137,6 +143,7 @@ def test_killed_workers_lose_nothing_and_count_nothing_twice(
     detections = read_topic(kafka_settings, topics.detections, kafka_settings.partitions)
     print(f"detections on the topic: {len(detections)} records for {TOTAL_FRAMES} frames; "
           f"replayed frames the sink skipped as stored: {skipped:.0f}")  # fmt: skip
+    assert len(detections) > TOTAL_FRAMES and skipped > 0, "A's uncommitted frames were detected twice"
     check_alerts_topic(kafka_settings, topics)
     check_clickhouse_exactly_once(store)
 
@@ -209,3 +216,30 @@ def test_detect_waits_out_a_triton_outage_without_skipping_frames(
     assert {FrameDetections.model_validate_json(value).event_id for _, value in detections} == {
         frame.event_id for frame in frames
     }
+
+
+def test_sigterm_mid_stream_commits_exactly_what_was_delivered(
+    kafka_settings: KafkaSettings, topics: TopicNames, triton_url: str, store: WorkerStore, tmp_path: Path
+) -> None:
+    env = worker_env(kafka_settings, triton_url=triton_url, data_dir=tmp_path / "data",
+                     rules_file=tmp_path / "unused.yaml", clickhouse_dsn=store.dsn,
+                     clickhouse_database=store.database)  # fmt: skip
+    detect = WorkerProcess("detect", "detect", env, tmp_path).start()
+    producer = FrameProducer(kafka_settings)
+    frames = camera_frames(CAMERAS, 15, SPACING_S, start=START)
+    for frame in frames:
+        producer.frame(topics.frames, frame)
+    producer.flush()
+    detect.wait_for_metric("framestream_frames_total", 8, 90, stage="detect")
+    assert detect.metric("framestream_frames_total", stage="detect") < len(frames), "stopped mid-stream"
+    assert detect.terminate() == 0, detect.log_tail()  # drains the batches in hand, then commits
+
+    detect.start()
+    detect.wait_for_metric("framestream_frames_total", 1, 90, stage="detect")
+    wait_until(lambda: records_in(kafka_settings, topics.detections, kafka_settings.partitions) >= len(frames),
+               120, "the rest of the frames")  # fmt: skip
+    assert detect.terminate() == 0, detect.log_tail()
+    records = read_topic(kafka_settings, topics.detections, kafka_settings.partitions)
+    event_ids = Counter(FrameDetections.model_validate_json(value).event_id for _, value in records)
+    assert set(event_ids) == {frame.event_id for frame in frames}
+    assert max(event_ids.values()) == 1, "a graceful stop commits what it delivered: nothing is detected twice"

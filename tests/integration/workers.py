@@ -65,12 +65,15 @@ class WorkerProcess:
     def log_path(self) -> Path:
         return self.log_dir / f"{self.name}-{self.starts}.log"
 
-    def start(self) -> WorkerProcess:
+    def start(self, **extra_env: str) -> WorkerProcess:
+        """Start the worker; ``extra_env`` adds settings for this start only."""
         self.starts += 1
         command = [sys.executable, "-m", "framestream.cli", "worker", "--stages", self.stages,
                    "--metrics-port", str(self.metrics_port), "--worker-id", self.worker_id or self.name]  # fmt: skip
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                command, cwd=REPO_ROOT, env=self.env | extra_env, stdout=log, stderr=subprocess.STDOUT
+            )
         wait_until(lambda: self._metrics_text() is not None or not self.alive, 60, f"{self.name}'s metrics endpoint")
         assert self.alive, f"{self.name} exited at start:\n{self.log_tail()}"
         return self
@@ -223,6 +226,16 @@ def read_topic(
             records.append((message.key(), message.value()))
             last = time.monotonic()
         return records
+    finally:
+        consumer.close()
+
+
+def records_in(kafka: KafkaSettings, topic: str, partitions: int) -> int:
+    """Records on ``topic`` by its high watermarks; exact for the workers' topics, whose producer
+    writes one record per batch on Tansu (see streams/kafka_config.py)."""
+    consumer = Consumer(consumer_config(kafka, group_id=f"test-sizer-{time.monotonic_ns()}"))
+    try:
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions))
     finally:
         consumer.close()
 
