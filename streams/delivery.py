@@ -96,36 +96,46 @@ async def produce_in_order(outgoing: Sequence[Outgoing], *, ceiling_s: float = 1
 
 
 class OrderedPipeline(Generic[ResultT]):
-    """Runs up to ``depth`` batches at once, finishing them strictly in submission order.
+    """Runs batches concurrently, up to ``capacity`` items in progress, finishing them in submission order.
 
     ``work`` (e.g. Triton requests) of a batch overlaps with the ``finish`` (produce and
-    release) of the one before, so the model is not left idle while outputs are
+    release) of the ones before, so the model is not left idle while outputs are
     delivered; ``finish`` waits for the previous batch's ``finish``, which keeps the
-    outputs, and the commits, in offset order. ``submit`` waits while ``depth``
-    batches are pending: that is the backpressure on the stream.
+    outputs, and the commits, in offset order. Capacity counts items, not batches, so
+    a trickle of one-frame batches still keeps several requests in flight. ``submit``
+    waits while the pipeline is full: that is the backpressure on the stream.
     """
 
-    def __init__(self, depth: int) -> None:
-        self._window = asyncio.Semaphore(depth)
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self._in_progress = 0
+        self._room = asyncio.Condition()
         self._tail: asyncio.Task[None] | None = None
 
     async def submit(
-        self, work: Callable[[], Awaitable[ResultT]], finish: Callable[[ResultT], Awaitable[None]]
+        self, work: Callable[[], Awaitable[ResultT]], finish: Callable[[ResultT], Awaitable[None]], size: int = 1
     ) -> None:
-        await self._window.acquire()
+        """Start a batch of ``size`` items; a batch larger than the capacity waits for an empty pipeline."""
+        async with self._room:
+            await self._room.wait_for(lambda: self._in_progress == 0 or self._in_progress + size <= self.capacity)
+            self._in_progress += size
         previous = self._tail
-        self._tail = asyncio.ensure_future(self._run(work, finish, previous))
+        self._tail = asyncio.ensure_future(self._run(work, finish, previous, size))
         self._tail.add_done_callback(_log_failure)
 
     async def _run(self, work: Callable[[], Awaitable[ResultT]], finish: Callable[[ResultT], Awaitable[None]],
-                   previous: asyncio.Task[None] | None) -> None:  # fmt: skip
+                   previous: asyncio.Task[None] | None, size: int) -> None:  # fmt: skip
         try:
             result = await work()
             if previous is not None:
                 await asyncio.wait([previous])  # its failure is logged there; order is what matters here
             await finish(result)
         finally:
-            self._window.release()
+            async with self._room:
+                self._in_progress -= size
+                self._room.notify_all()
 
     async def drain(self) -> None:
         if self._tail is not None:

@@ -3,8 +3,8 @@
 Frames are micro-batched (``take_events``: at most ``detect_max_batch`` frames, or
 what arrived within ``detect_max_wait_s``); each frame of a batch is its own Triton
 request, up to ``triton.max_in_flight`` at once (Triton batches them server side).
-Up to ``detect_pipeline_depth`` batches are in progress at once, so Triton keeps
-working while a finished batch's outputs are delivered; outputs are produced in
+Several batches are in progress at once (``pending_frames_capacity``), so Triton
+keeps working while a finished batch's outputs are delivered; outputs are produced in
 offset order all the same, so per-camera (= per-partition) order holds, and a
 batch is released for commit only once every output is delivered.
 
@@ -222,6 +222,13 @@ class DetectStage:
                 await asyncio.sleep(delay)
 
 
+def pending_frames_capacity(context: WorkerContext) -> int:
+    """Frames in progress at once: enough for a full batch being delivered while the next ones
+    keep every Triton slot busy, whether batches arrive full or one frame at a time."""
+    worker, triton = context.worker, context.settings.triton
+    return worker.detect_pipeline_depth * max(worker.detect_max_batch, triton.max_in_flight)
+
+
 def register(app: faust.App, context: WorkerContext) -> None:
     frames = raw_topic(app, context.topics.frames)
     stage = DetectStage(context, raw_topic(app, context.topics.detections), raw_topic(app, context.topics.deadletter))
@@ -230,10 +237,12 @@ def register(app: faust.App, context: WorkerContext) -> None:
     @app.agent(frames, name=STAGE)
     async def detect(stream: faust.StreamT) -> None:
         await stage.start()
-        batches = OrderedPipeline[list[FrameDetections | Rejection]](worker.detect_pipeline_depth)
+        batches = OrderedPipeline[list[FrameDetections | Rejection]](pending_frames_capacity(context))
         window = timedelta(seconds=worker.detect_max_wait_s)
         async for events in stream.take_events(worker.detect_max_batch, within=window):
             # Held first, before any await: take_events acks a batch as soon as this body returns,
             # and the batch is still being processed then (see streams/delivery.py).
             hold(events)
-            await batches.submit(partial(stage.infer_batch, events), partial(stage.emit_batch, stream, events))
+            await batches.submit(
+                partial(stage.infer_batch, events), partial(stage.emit_batch, stream, events), size=len(events)
+            )

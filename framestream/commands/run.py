@@ -19,6 +19,7 @@ from framestream.demo.processes import ManagedProcess, free_port, scrape_metrics
 from framestream.demo.summary import print_summary, query_summary, write_annotated_frames
 from framestream.services.stack import EmbeddedStack
 from framestream.settings import Settings
+from streams.topics import TopicNames
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,9 +57,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                                  "--worker-id", "demo"], env, out / "logs" / "worker.log")  # fmt: skip
         try:
             worker.start()
-            ManagedProcess.run_to_end(["ingest", "--max-frames", str(args.max_frames)], env,
-                                      out / "logs" / "ingest.log", timeout_s=args.timeout)  # fmt: skip
-            _wait_until_persisted(follower, worker, metrics_port, deadline=started + args.timeout)
+            _wait_until_assigned(worker, metrics_port, stack.settings, deadline=started + args.timeout)
+            ingest = ManagedProcess(["ingest", "--max-frames", str(args.max_frames)], env, out / "logs" / "ingest.log")
+            ingest.start()
+            _wait_until_persisted(follower, worker, ingest, metrics_port, deadline=started + args.timeout)
         finally:
             worker.stop()
             follower.stop()
@@ -68,16 +70,36 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _wait_until_persisted(follower: TopicFollower, worker: ManagedProcess, port: int, deadline: float) -> None:
-    """Every produced frame detected (or dead-lettered) and every message stored in ClickHouse."""
+def _wait_until_assigned(worker: ManagedProcess, port: int, settings: Settings, deadline: float) -> None:
+    """Ingest starts once the worker owns the frames' partitions, so latency figures are the
+    pipeline's, not the worker's start-up time."""
+    frames_topic = TopicNames(settings.kafka.topic_prefix).frames
+    while True:
+        worker.raise_if_exited()
+        samples = scrape_metrics(port).get("framestream_assigned_partitions", [])
+        assigned = sum(value for labels, value in samples if labels.get("topic") == frames_topic)
+        if assigned >= settings.kafka.partitions:
+            print(f"  worker ready: {int(assigned)} frame partitions assigned", flush=True)
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the worker did not join its group in time; see {worker.log_path}")
+        time.sleep(0.25)
+
+
+def _wait_until_persisted(
+    follower: TopicFollower, worker: ManagedProcess, ingest: ManagedProcess, port: int, deadline: float
+) -> None:
+    """Ingest finished, every produced frame detected (or dead-lettered), every message stored in ClickHouse."""
     last_print = 0.0
     while True:
         worker.raise_if_exited()
+        ingest_done = ingest.finished()
         counts = follower.counts()
         persisted = scrape_metrics(port).get("framestream_persisted_messages_total", {})
         stored = {labels.get("kind"): value for labels, value in persisted}
         done = (
-            counts.frames > 0
+            ingest_done
+            and counts.frames > 0
             and counts.detections + counts.detect_dead_letters >= counts.frames
             and stored.get("detections", 0) >= counts.detections
             and stored.get("alerts", 0) >= counts.alerts

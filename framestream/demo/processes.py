@@ -49,6 +49,14 @@ class ManagedProcess:
                 f"`framestream {' '.join(self.args)}` exited with {self._process.returncode}; see {self.log_path}"
             )
 
+    def finished(self) -> bool:
+        """True once the command exited with 0; a failure raises, naming the log."""
+        if self._process is None or self._process.poll() is None:
+            return False
+        if self._process.returncode != 0:
+            self.raise_if_exited()
+        return True
+
     def wait(self, timeout_s: float) -> int:
         assert self._process is not None
         try:

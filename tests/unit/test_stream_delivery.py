@@ -61,7 +61,7 @@ def test_ordered_pipeline_finishes_in_submission_order_and_bounds_pending_batche
         finished.append(index)
 
     async def scenario() -> None:
-        pipeline = OrderedPipeline[int](depth=2)
+        pipeline = OrderedPipeline[int](capacity=2)
         # Later batches finish their work first; their outputs must still come out in order.
         for index, seconds in enumerate([0.08, 0.01, 0.05, 0.0, 0.02]):
             await pipeline.submit(lambda i=index, s=seconds: work(i, s), finish)
@@ -70,6 +70,38 @@ def test_ordered_pipeline_finishes_in_submission_order_and_bounds_pending_batche
     asyncio.run(scenario())
     assert finished == [0, 1, 2, 3, 4]
     assert peak == 2
+
+
+@pytest.mark.parametrize(
+    ("sizes", "capacity", "expected_peak"),
+    [
+        ([1, 1, 1, 1, 1, 1], 4, 4),  # one-item batches: several at once
+        ([3, 3, 3], 4, 1),  # two would not fit: one at a time
+        ([2, 2, 2, 2], 4, 2),
+        ([6, 1], 4, 1),  # larger than the capacity: runs alone, nothing is refused
+    ],
+)
+def test_ordered_pipeline_capacity_counts_items(sizes: list[int], capacity: int, expected_peak: int) -> None:
+    running = peak = 0
+
+    async def work() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    async def finish(_: None) -> None:
+        return None
+
+    async def scenario() -> None:
+        pipeline = OrderedPipeline[None](capacity)
+        for size in sizes:
+            await pipeline.submit(work, finish, size=size)
+        await pipeline.drain()
+
+    asyncio.run(scenario())
+    assert peak == expected_peak
 
 
 class FlakyTopic:
