@@ -34,7 +34,7 @@ from schemas.base import utc_now
 from streams.app import WorkerContext, raw_topic
 from streams.deadletter import dead_letter_record
 from streams.delivery import Backoff, OrderedPipeline, Outgoing, hold, produce_in_order, release
-from streams.inference import DetectorClient, InferenceRejected, InferenceUnavailable
+from streams.inference import DetectorClient, InferenceRejected, InferenceUnavailable, retry_transient
 
 log = logging.getLogger(__name__)
 STAGE = "detect"
@@ -130,7 +130,7 @@ class DetectStage:
                 break
             except InferenceUnavailable as error:
                 log.warning("waiting for triton", extra={"error": str(error)[:300]})
-        self.model_version = await self.client.model_version()
+        self.model_version = await retry_transient(self.client.model_version, what="Triton model metadata")
         log.info("detector ready", extra={"triton_url": self.context.settings.triton.url,
                                            "model_version": self.model_version})
 
