@@ -14,8 +14,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from framestream.demo.progress import TopicFollower
 from framestream.demo.processes import ManagedProcess, free_port, scrape_metrics
+from framestream.demo.progress import TopicFollower
 from framestream.demo.summary import print_summary, query_summary, write_annotated_frames
 from framestream.services.stack import EmbeddedStack
 from framestream.settings import Settings
