@@ -63,3 +63,19 @@ def dead_letter_for_file(camera_id: str, frames_topic: str, path: Path, raw: byt
         stage="ingest", reason=reason, error_type="UndecodableImage", source_topic=frames_topic,
         key=camera_id.encode(), headers=headers, original=raw, failed_at=utc_now(),
     )  # fmt: skip
+
+
+def dead_letter_for_frame(
+    camera_id: str, frames_topic: str, jpeg: bytes, headers: list[tuple[str, bytes]], reason: str, *, too_large: bool
+) -> DeadLetter:
+    """A dead letter for an encoded frame the broker refused for good. When its size is the
+    problem the bytes are left out (they would be refused again); the headers identify the frame."""
+    kept = {name: value.decode("utf-8", errors="backslashreplace") for name, value in headers}
+    kept["original-size"] = str(len(jpeg))
+    if too_large or len(jpeg) > MAX_DEAD_LETTER_ORIGINAL:
+        reason = f"{reason}; original bytes left out ({len(jpeg)} bytes)"
+        jpeg = b""
+    return DeadLetter(
+        stage="ingest", reason=reason, error_type="UndeliverableFrame", source_topic=frames_topic,
+        key=camera_id.encode(), headers=kept, original=jpeg, failed_at=utc_now(),
+    )  # fmt: skip

@@ -26,7 +26,7 @@ from framestream.settings import KafkaSettings
 from processors.sampling import FpsSampler
 from streams.ingest import metrics
 from streams.ingest.cameras import Camera
-from streams.ingest.frames import IngestError, dead_letter_for_file, encode_frame
+from streams.ingest.frames import IngestError, dead_letter_for_file, dead_letter_for_frame, encode_frame
 from streams.ingest.sources import CapturedFrame, SourceError, open_source
 from streams.kafka_config import producer_config
 from streams.topics import TopicNames
@@ -247,7 +247,14 @@ class CameraIngest:
                 if stop is not None and stop.is_set():
                     return False
             except KafkaException as error:
-                raise IngestError(self._describe(record, error.args[0])) from error
+                if not (record.is_frame and error.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE):
+                    raise IngestError(self._describe(record, error.args[0])) from error
+                # One oversized frame must not stop the camera: dead-letter it and go on.
+                if attempt == 0:
+                    with self._lock:
+                        self._outstanding += 1  # _failed() settles it
+                self._failed(record, self._describe(record, error.args[0]), too_large=True)
+                return True
         if attempt == 0:
             with self._lock:
                 self._outstanding += 1
@@ -265,7 +272,8 @@ class CameraIngest:
         if error is None:
             self._delivered(record)
         elif error.code() in PERMANENT_ERRORS or error.fatal():
-            self._failed(record, self._describe(record, error))
+            too_large = error.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE)
+            self._failed(record, self._describe(record, error), too_large=too_large)
         else:
             delay = min(RETRY_INITIAL_S * 2**attempt, RETRY_MAX_S)
             metrics.DELIVERY_RETRIES.labels(record.camera_id).inc()
@@ -292,14 +300,24 @@ class CameraIngest:
         else:
             metrics.DEAD_LETTERS.labels(record.camera_id).inc()
 
-    def _failed(self, record: _Record, reason: str) -> None:
-        """A record no retry can deliver: counted, logged as an error, never silent."""
+    def _failed(self, record: _Record, reason: str, too_large: bool = False) -> None:
+        """A record no retry can deliver: counted, logged as an error, never silent; a frame
+        also goes to the dead-letter topic (without its bytes when they are what is too large)."""
         log.error("record not delivered", extra={"camera": record.camera_id, "error": reason})
         with self._lock:
             progress = self._progress[record.camera_id]
             progress.delivery_failures += 1
             progress.error = reason
             self._outstanding -= 1
+            if record.is_frame:
+                letter = dead_letter_for_frame(record.camera_id, record.topic, record.value, record.headers, reason,
+                                               too_large=too_large)  # fmt: skip
+                dead = _Record(record.camera_id, self.topics.deadletter, record.key,
+                               letter.model_dump_json().encode(), [("fs-stage", b"ingest")], is_frame=False)  # fmt: skip
+                # Produced by the delivery thread, not from inside this delivery callback;
+                # attempt 1 because it is counted as outstanding here already.
+                self._outstanding += 1
+                self._retries.append((time.monotonic(), 1, dead))
 
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal():

@@ -180,3 +180,22 @@ def test_frames_survive_a_broker_outage(tmp_path: Path) -> None:
     assert (progress.frames_sent, progress.frames_produced, progress.delivery_failures) == (60, 60, 0)
     assert progress.delivery_retries > 0
     assert set(range(acknowledged, 60)) <= seqs
+
+
+def test_a_frame_too_large_for_the_broker_is_dead_lettered_and_the_camera_goes_on(
+    kafka_settings: KafkaSettings, topics: TopicNames
+) -> None:
+    # Noise does not compress: each 320x240 frame is far above this producer's 20 kB limit.
+    camera = Camera(id="noisy", source=SyntheticSource(kind="synthetic", width=320, height=240, pattern="noise"),
+                    fps=20, max_frames=3, jpeg_quality=95)  # fmt: skip
+    progress = CameraIngest([camera], kafka_settings, topics, first_seq=7,
+                            producer_overrides={"message.max.bytes": 20_000}).run()  # fmt: skip
+
+    letters = [DeadLetter.model_validate_json(m.value()) for m in read_all(kafka_settings, topics.deadletter, 3)]
+    assert len(letters) == 3
+    assert {letter.error_type for letter in letters} == {"UndeliverableFrame"}
+    assert sorted(int(letter.headers["fs-frame-seq"]) for letter in letters) == [7, 8, 9]
+    for letter in letters:
+        assert letter.original == b"" and int(letter.headers["original-size"]) > 20_000
+        assert "lower jpeg_quality or set resize_width" in letter.reason
+    assert (progress["noisy"].frames_sent, progress["noisy"].delivery_failures, progress["noisy"].dead_letters) == (3, 3, 3)
