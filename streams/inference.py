@@ -56,6 +56,25 @@ def classify(error: InferenceServerException) -> InferenceRejected | InferenceUn
     return InferenceUnavailable(f"{status or 'no status'}: {message}")
 
 
+def channel_options() -> list[tuple[str, int]]:
+    """tritonclient's defaults (unbounded messages, keepalive) plus a short reconnect backoff.
+
+    gRPC's own backoff grows to 120 s, so after a Triton restart a worker could sit idle for
+    two minutes; capped at 5 s, the retry loop sees the server back within seconds."""
+    keepalive = grpcclient.KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.min_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 5000),
+    ]
+
+
 class DetectorClient:
     """One gRPC channel to Triton; at most ``max_in_flight`` requests outstanding at once."""
 
@@ -73,7 +92,7 @@ class DetectorClient:
     def _grpc(self) -> grpcclient.InferenceServerClient:
         # Created on first use, inside the running event loop that grpc.aio binds it to.
         if self._client is None:
-            self._client = grpcclient.InferenceServerClient(self.url)
+            self._client = grpcclient.InferenceServerClient(self.url, channel_args=channel_options())
         return self._client
 
     async def wait_ready(self, timeout_s: float = 60.0) -> None:
