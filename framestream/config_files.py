@@ -13,6 +13,8 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from processors.rules import RuleSet
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -65,3 +67,8 @@ def load_yaml_model(path: Path, model: type[ModelT]) -> ModelT:
         return model.model_validate(data)
     except ValidationError as error:
         raise ConfigFileError(path, problems_from_validation(error)) from error
+
+
+def load_rules(path: Path) -> RuleSet:
+    """Read an alert rules file (``processors.rules.RuleSet``), failing fast like every config file."""
+    return load_yaml_model(Path(path), RuleSet)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, NamedTuple
 
 from pydantic import (
@@ -26,7 +25,6 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
-from framestream.config_files import load_yaml_model
 from processors.coco import COCO_CLASSES
 from processors.zones import Anchor, PolygonZone, check_polygon
 from schemas.alerts import Alert, Severity
@@ -152,11 +150,6 @@ class RuleSet(BaseModel):
         if problems:
             raise ValidationError.from_exception_data(cls.__name__, problems)
         return rules
-
-
-def load_rules(path: Path) -> RuleSet:
-    """Read a rules YAML file; raises ``ConfigFileError`` naming the file, field and problem."""
-    return load_yaml_model(Path(path), RuleSet)
 
 
 class Evaluation(NamedTuple):

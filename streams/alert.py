@@ -21,7 +21,8 @@ import faust
 from faust.types import EventT
 from pydantic import ValidationError
 
-from processors.rules import CooldownState, RuleEvaluator, load_rules
+from framestream.config_files import load_rules
+from processors.rules import CooldownState, RuleEvaluator
 from schemas import Alert, FrameDetections
 from schemas.base import utc_now
 from streams.app import COOLDOWNS_TABLE, WorkerContext, cooldowns_changelog, raw_topic

@@ -80,7 +80,7 @@ class WorkerPlan:
 
 def plan(args: argparse.Namespace, settings: Settings) -> WorkerPlan:
     """Validate arguments, worker settings, endpoints and the rules file; raises ``WorkerConfigError``."""
-    from processors.rules import load_rules
+    from framestream.config_files import load_rules
     from streams.app import Stage, WorkerSettings, parse_stages
 
     try:

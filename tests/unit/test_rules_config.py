@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from framestream.config_files import ConfigFileError
+from framestream.config_files import ConfigFileError, load_rules
 from framestream.settings import REPO_ROOT
-from processors.rules import RuleEvaluator, load_rules
+from processors.rules import RuleEvaluator
 from processors.zones import Anchor
 from schemas.alerts import Severity
 
