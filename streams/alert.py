@@ -25,7 +25,7 @@ from framestream.config_files import load_rules
 from processors.rules import CooldownState, RuleEvaluator
 from schemas import Alert, FrameDetections
 from schemas.base import utc_now
-from streams.app import COOLDOWNS_TABLE, WorkerContext, cooldowns_changelog, raw_topic
+from streams.app import COOLDOWNS_TABLE, WorkerContext, raw_topic
 from streams.deadletter import dead_letter_record
 from streams.delivery import Outgoing, hold, produce_in_order, release
 
@@ -36,7 +36,7 @@ STAGE = "alert"
 def cooldowns_table(app: faust.App, context: WorkerContext) -> faust.Table:
     partitions = context.settings.kafka.partitions
     changelog = app.topic(
-        cooldowns_changelog(context.topics),
+        context.topics.cooldowns_changelog,
         key_type=str, value_type=None, key_serializer="json", value_serializer="json",
         partitions=partitions, compacting=True, acks=False, internal=True,
     )  # fmt: skip

@@ -80,11 +80,6 @@ def app_id(prefix: str, stages: Iterable[Stage]) -> str:
     return f"{prefix}framestream-" + "-".join(stage.value for stage in sorted(stages, key=list(Stage).index))
 
 
-def cooldowns_changelog(topics: TopicNames) -> str:
-    """Named after the deployment, not the app id, so the alert state survives a change of stage layout."""
-    return f"{topics.prefix}framestream.alert.{COOLDOWNS_TABLE}-changelog"
-
-
 def create_app(
     settings: Settings,
     stages: Sequence[Stage],

@@ -37,5 +37,11 @@ class TopicNames:
     def deadletter(self) -> str:
         return self.prefix + DEADLETTER
 
+    @property
+    def cooldowns_changelog(self) -> str:
+        """The alert stage's table changelog; named after the deployment, not the faust app id,
+        so the alert state survives a change of stage layout. Created up front like the rest."""
+        return f"{self.prefix}framestream.alert.cooldowns-changelog"
+
     def all(self) -> list[str]:
         return [self.frames, self.detections, self.alerts, self.model_alerts, self.deadletter]

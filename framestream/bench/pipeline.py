@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,9 +32,9 @@ from pathlib import Path
 
 import cv2
 from confluent_kafka import Producer
-from prometheus_client.parser import text_string_to_metric_families
 
-from framestream.services.broker import free_port
+from framestream.services.broker import create_deployment_topics
+from framestream.services.probes import free_port, metric_value, metrics_text
 from framestream.settings import REPO_ROOT, Settings
 from schemas import FrameMeta
 from streams.inference import DetectorClient
@@ -108,17 +107,7 @@ class BenchWorker:
             self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def metric(self, name: str, **labels: str) -> float:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as response:
-                text = response.read().decode()
-        except OSError:
-            text = ""
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-        )
+        return metric_value(metrics_text(self.metrics_port), name, **labels)
 
     def wait_for(self, name: str, at_least: float, timeout_s: float, **labels: str) -> float:
         """Wait until the metric reaches ``at_least``; returns the time.perf_counter() it was seen."""
@@ -239,10 +228,8 @@ def latencies(settings: Settings, labels: list[str]) -> dict[str, Latency]:
 
 
 def run_bench(settings: Settings, env: dict[str, str], args: argparse.Namespace) -> None:
-    from framestream.commands.worker import ensure_topics
-
     photos = load_photos()
-    ensure_topics(settings)
+    create_deployment_topics(settings.kafka)
     worker = BenchWorker(worker_env(settings, env, args.concurrency), settings.data_dir / "worker.log")
     try:
         feeder = FrameFeeder(settings, photos, args.cameras)

@@ -14,9 +14,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from framestream.demo.processes import ManagedProcess, free_port, scrape_metrics
+from framestream.demo.processes import ManagedProcess
 from framestream.demo.progress import TopicFollower
 from framestream.demo.summary import print_summary, query_summary, write_annotated_frames
+from framestream.services.probes import free_port, metric_value, metrics_text
 from framestream.services.stack import EmbeddedStack
 from framestream.settings import Settings
 from streams.topics import TopicNames
@@ -76,8 +77,7 @@ def _wait_until_assigned(worker: ManagedProcess, port: int, settings: Settings, 
     frames_topic = TopicNames(settings.kafka.topic_prefix).frames
     while True:
         worker.raise_if_exited()
-        samples = scrape_metrics(port).get("framestream_assigned_partitions", [])
-        assigned = sum(value for labels, value in samples if labels.get("topic") == frames_topic)
+        assigned = metric_value(metrics_text(port), "framestream_assigned_partitions", topic=frames_topic)
         if assigned >= settings.kafka.partitions:
             print(f"  worker ready: {int(assigned)} frame partitions assigned", flush=True)
             return
@@ -95,8 +95,9 @@ def _wait_until_persisted(
         worker.raise_if_exited()
         ingest_done = ingest.finished()
         counts = follower.counts()
-        persisted = scrape_metrics(port).get("framestream_persisted_messages_total", {})
-        stored = {labels.get("kind"): value for labels, value in persisted}
+        text = metrics_text(port)
+        stored = {kind: metric_value(text, "framestream_persisted_messages_total", kind=kind)
+                  for kind in ("detections", "alerts", "deadletters")}  # fmt: skip
         done = (
             ingest_done
             and counts.frames > 0

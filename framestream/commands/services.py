@@ -9,7 +9,8 @@ import signal
 import threading
 from pathlib import Path
 
-from framestream.services.stack import EmbeddedStack, create_deployment_topics
+from framestream.services.broker import create_deployment_topics
+from framestream.services.stack import EmbeddedStack
 from framestream.settings import Settings
 
 
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
     with EmbeddedStack(settings) as stack:
-        create_deployment_topics(stack.settings)
+        create_deployment_topics(stack.settings.kafka)
         exports = "".join(
             f"export {name}={shlex.quote(value)}\n" for name, value in stack.env().items() if value
         )

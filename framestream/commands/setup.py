@@ -11,7 +11,7 @@ import argparse
 import logging
 
 from framestream.commands.migrate import apply_migrations
-from framestream.services.stack import create_deployment_topics
+from framestream.services.broker import create_deployment_topics
 from framestream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    create_deployment_topics(settings)
+    create_deployment_topics(settings.kafka)
     log.info("topics ready", extra={"prefix": settings.kafka.topic_prefix})
     applied = apply_migrations(settings, server_users=args.server_users)
     log.info("clickhouse ready", extra={"applied": applied, "database": settings.clickhouse.database})

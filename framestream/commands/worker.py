@@ -50,21 +50,6 @@ def missing_endpoints(settings: Settings, stages: tuple) -> list[str]:
     return problems
 
 
-def ensure_topics(settings: Settings) -> None:
-    """Create the pipeline's topics and the cooldowns changelog if missing (same partition count)."""
-    from framestream.services.broker import create_topics
-    from streams.app import cooldowns_changelog
-    from streams.topics import TopicNames
-
-    kafka = settings.kafka
-    topics = TopicNames(kafka.topic_prefix)
-    create_topics(kafka.bootstrap_servers, topics, partitions=kafka.partitions,
-                  retention_ms=kafka.retention_ms, replication_factor=kafka.replication_factor)  # fmt: skip
-    create_topics(kafka.bootstrap_servers, [cooldowns_changelog(topics)], partitions=kafka.partitions,
-                  retention_ms=kafka.retention_ms, replication_factor=kafka.replication_factor,
-                  extra_config={"cleanup.policy": "compact", "retention.ms": "-1"})  # fmt: skip
-
-
 class WorkerConfigError(ValueError):
     pass
 
@@ -98,14 +83,14 @@ def plan(args: argparse.Namespace, settings: Settings) -> WorkerPlan:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from prometheus_client import REGISTRY
 
-    from framestream.services.broker import BrokerError
+    from framestream.services.broker import BrokerError, create_deployment_topics
     from streams.app import WorkerContext, create_app
     from streams.metrics import WorkerMetrics, serve
     from streams.topics import TopicNames
 
     try:
         checked = plan(args, settings)
-        ensure_topics(settings)
+        create_deployment_topics(settings.kafka)
     except (WorkerConfigError, BrokerError) as error:
         log.error("cannot start the worker", extra={"error": str(error)})
         return EXIT_CONFIG if isinstance(error, WorkerConfigError) else EXIT_UNAVAILABLE

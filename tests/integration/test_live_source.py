@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from framestream.services.broker import free_port
+from framestream.services.probes import free_port
 from streams.ingest.cameras import UrlSource
 from streams.ingest.sources import LiveStreamSource
 

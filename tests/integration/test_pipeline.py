@@ -18,7 +18,6 @@ import pytest
 from framestream.services.broker import delete_topics
 from framestream.settings import KafkaSettings
 from schemas import Alert, DeadLetter, FrameMeta
-from streams.app import cooldowns_changelog
 from streams.topics import TopicNames
 from tests.integration.workers import (
     FrameProducer,
@@ -117,7 +116,7 @@ def test_known_frames_reach_clickhouse_and_the_alert_topic(
         assert worker.terminate() == 0, worker.log_tail()
     finally:
         worker.kill()
-        delete_topics(kafka_settings.bootstrap_servers, [cooldowns_changelog(topics)])
+        delete_topics(kafka_settings.bootstrap_servers, [topics.cooldowns_changelog])
 
     check_alert_topic(kafka_settings, topics)
     check_dead_letter_topic(kafka_settings, topics)

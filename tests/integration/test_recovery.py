@@ -26,7 +26,6 @@ import pytest
 from framestream.services.broker import delete_topics
 from framestream.settings import KafkaSettings
 from schemas import Alert, FrameDetections
-from streams.app import cooldowns_changelog
 from streams.topics import TopicNames
 from tests.integration.workers import (
     FrameProducer,
@@ -95,7 +94,7 @@ def workers(kafka_settings: KafkaSettings, topics: TopicNames, triton_url: str, 
     yield processes
     for process in processes.values():
         process.kill()
-    delete_topics(kafka_settings.bootstrap_servers, [cooldowns_changelog(topics)])
+    delete_topics(kafka_settings.bootstrap_servers, [topics.cooldowns_changelog])
 
 
 def produce_phase(kafka: KafkaSettings, topics: TopicNames, phase: int) -> None:

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -23,8 +20,8 @@ from pathlib import Path
 
 import cv2
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
+from framestream.services.probes import free_port, metric_value, metrics_text
 from framestream.settings import REPO_ROOT, KafkaSettings
 from schemas import FrameMeta
 from streams.kafka_config import consumer_config, producer_config
@@ -32,12 +29,6 @@ from streams.kafka_config import consumer_config, producer_config
 PHOTOS = REPO_ROOT / "tests" / "data" / "photos"
 # librdkafka's default message.max.bytes is 1 MB; kite.jpg (1.4 MB) is re-encoded below that.
 MAX_FRAME_BYTES = 900_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.25) -> None:
@@ -83,21 +74,11 @@ class WorkerProcess:
         return self.process is not None and self.process.poll() is None
 
     def _metrics_text(self) -> str | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as response:
-                return response.read().decode()
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return None
+        return metrics_text(self.metrics_port)
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels`` (0 when absent)."""
-        text = self._metrics_text() or ""
-        total = 0.0
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                    total += sample.value
-        return total
+        return metric_value(self._metrics_text(), name, **labels)
 
     def wait_for_metric(self, name: str, at_least: float, timeout_s: float, **labels: str) -> None:
         def reached() -> bool:

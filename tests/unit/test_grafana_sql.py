@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.grafana_macros import TimeRange, expand, expand_macros, expand_variables, format_values, load_dashboards
+from framestream.grafana_sql import TimeRange, expand, expand_macros, expand_variables, format_values, load_dashboards
 
 START = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)  # 1735732800
 RANGE = TimeRange(START, START + timedelta(hours=1, milliseconds=500))  # to: 1735736400.5

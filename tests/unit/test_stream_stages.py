@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from processors.detector import ObjectDetections
 from schemas import DeadLetter, StageTimings
 from streams.alert import parse_detections
-from streams.app import Stage, app_id, cooldowns_changelog, parse_stages
+from streams.app import Stage, app_id, parse_stages
 from streams.deadletter import build_dead_letter, dead_letter_record
 from streams.detect import FrameArrival, Rejection, parse_frame, timings_of, to_detections
 from streams.metrics import WorkerMetrics
@@ -52,7 +52,7 @@ def test_parse_stages(text: str, expected: tuple[Stage, ...] | type[Exception]) 
 def test_one_consumer_group_per_stage_set_and_one_changelog_per_deployment() -> None:
     assert app_id("t1.", [Stage.PERSIST, Stage.DETECT]) == "t1.framestream-detect-persist"
     assert app_id("", [Stage.DETECT]) == app_id("", (Stage.DETECT,))
-    assert cooldowns_changelog(TopicNames("t1.")) == "t1.framestream.alert.cooldowns-changelog"
+    assert TopicNames("t1.").cooldowns_changelog == "t1.framestream.alert.cooldowns-changelog"
 
 
 # --- detect -------------------------------------------------------------------------------------
