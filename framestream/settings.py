@@ -1,60 +1,33 @@
 """Runtime configuration, read from the environment once in ``main()`` and passed down.
 
 Every endpoint is configurable so the same workers run against the embedded
-stack (Tansu, local tritonserver, chDB) or the production one (Apache Kafka,
-a Triton container, a ClickHouse server).
+stack (local broker, local tritonserver, chDB) or the production one (Apache Kafka,
+a Triton container, a ClickHouse server). Each lower layer declares the settings it
+needs (``streams.kafka_config.KafkaSettings``, ``streams.inference.DetectorClientSettings``,
+``streams.sinks.clickhouse_db.ClickHouseSettings``); this module composes them.
 """
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.inference import DetectorClientSettings
+from streams.kafka_config import BrokerProfile, KafkaSettings
+from streams.sinks.clickhouse_db import ClickHouseSettings
+
+__all__ = ["BrokerProfile", "ClickHouseSettings", "KafkaSettings", "Settings", "TritonSettings"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class BrokerProfile(str, Enum):
-    """Broker quirks to work around. ``tansu`` is the embedded broker; see DESIGN.md."""
+class TritonSettings(DetectorClientSettings):
+    """The detect stage's client settings plus what the embedded tritonserver launcher needs."""
 
-    KAFKA = "kafka"
-    TANSU = "tansu"
-
-
-class KafkaSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FRAMESTREAM_KAFKA_", extra="forbid")
-
-    bootstrap_servers: str = Field("", description="host:port list; empty starts the embedded broker")
-    profile: BrokerProfile = Field(BrokerProfile.TANSU, description="tansu: one record per batch, low session timeout")
-    topic_prefix: str = Field("", description="prepended to every topic name (isolates tests and tenants)")
-    partitions: int = Field(4, ge=1, le=1024)
-    replication_factor: int = Field(1, ge=1, le=5)
-    retention_ms: int = Field(6 * 3600 * 1000, ge=60_000)
-
-
-class TritonSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FRAMESTREAM_TRITON_", extra="forbid")
-
-    url: str = Field("", description="host:port of Triton's gRPC endpoint; empty starts the local tritonserver")
-    model_name: str = "detector"
     model_repository: Path = REPO_ROOT / "triton_models"
     venv: Path = Field(REPO_ROOT / ".venv-triton", description="virtualenv holding nvidia-pytriton and numpy<2")
-    max_in_flight: int = Field(4, ge=1, le=256, description="concurrent requests per detect worker")
-    timeout_s: float = Field(30.0, gt=0)
-    score_threshold: float = Field(0.35, ge=0.0, le=1.0)
-    iou_threshold: float = Field(0.6, ge=0.0, le=1.0)
-
-
-class ClickHouseSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FRAMESTREAM_CLICKHOUSE_", extra="forbid")
-
-    dsn: str = Field("", description="clickhouse://user@host:8123/db, or chdb:///path; empty uses chDB under data_dir")
-    database: str = "framestream"
-    username: str = "framestream_writer"
-    password: SecretStr = SecretStr("")
-    ttl_days: int = Field(90, ge=1, le=3650)
 
 
 class Settings(BaseSettings):

@@ -29,7 +29,7 @@ InferFn = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 @dataclass(frozen=True)
 class ObjectDetections:
     """Detections of one image: boxes [K,4] float32 x1,y1,x2,y2 in original pixels,
-    scores [K] float32 (highest first), class_ids [K] int32 (COCO, see processors.coco)."""
+    scores [K] float32 (highest first), class_ids [K] int32 (COCO, see schemas.coco)."""
 
     boxes: np.ndarray
     scores: np.ndarray

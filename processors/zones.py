@@ -7,20 +7,13 @@ image border still catches objects standing on it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from enum import Enum
 
 import numpy as np
 import numpy.typing as npt
 import shapely
 
-
-class Anchor(str, Enum):
-    """The point of a box that must lie in the zone."""
-
-    BOTTOM_CENTER = "bottom_center"  # where a person stands or a wheel touches the ground
-    CENTER = "center"
+from schemas.rules import Anchor, check_polygon
 
 
 def anchor_points(boxes: npt.ArrayLike, anchor: Anchor) -> npt.NDArray[np.float64]:
@@ -29,35 +22,6 @@ def anchor_points(boxes: npt.ArrayLike, anchor: Anchor) -> npt.NDArray[np.float6
     x = (xyxy[:, 0] + xyxy[:, 2]) / 2.0
     y = xyxy[:, 3] if anchor is Anchor.BOTTOM_CENTER else (xyxy[:, 1] + xyxy[:, 3]) / 2.0
     return np.stack([x, y], axis=1)
-
-
-def check_polygon(points: Sequence[Sequence[float]], *, normalized: bool) -> None:
-    """Raise ``ValueError`` saying what is wrong with a zone polygon, if anything."""
-    if any(len(point) != 2 for point in points):
-        raise ValueError("every point must be a pair [x, y]")
-    if not all(math.isfinite(value) for point in points for value in point):
-        raise ValueError("coordinates must be finite numbers")
-    _check_range(points, normalized=normalized)
-    if len({(float(x), float(y)) for x, y in points}) < 3:
-        raise ValueError("a polygon needs at least 3 distinct points")
-    polygon = shapely.Polygon(points)
-    # Collinear points make a zero-area hull; GEOS would call that a self-intersection.
-    if polygon.convex_hull.area == 0.0:
-        raise ValueError("polygon is degenerate: its points are collinear (zero area)")
-    if not polygon.is_valid:
-        reason = shapely.is_valid_reason(polygon).replace("[", " at [", 1)
-        raise ValueError(f"polygon is not simple: {reason} (edges may only meet at shared corners)")
-
-
-def _check_range(points: Sequence[Sequence[float]], *, normalized: bool) -> None:
-    values = [value for point in points for value in point]
-    if normalized and not all(0.0 <= value <= 1.0 for value in values):
-        raise ValueError(
-            "normalized coordinates must lie in [0, 1] (fractions of width and height); "
-            "for pixel coordinates set normalized: false"
-        )
-    if not normalized and min(values) < 0.0:
-        raise ValueError("pixel coordinates must be >= 0")
 
 
 class PolygonZone:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from processors.rules import RuleSet
+from schemas.rules import RuleSet
 from schemas.alerts import Alert
 from schemas.deadletter import DeadLetter
 from schemas.detections import FrameDetections

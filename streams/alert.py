@@ -21,15 +21,15 @@ import faust
 from faust.types import EventT
 from pydantic import ValidationError
 
-from framestream.config_files import load_rules
 from processors.rules import CooldownState, RuleEvaluator
 from schemas import Alert, FrameDetections
 from schemas.base import utc_now
-from streams.app import COOLDOWNS_TABLE, WorkerContext, raw_topic
+from streams.context import WorkerContext, raw_topic
 from streams.deadletter import dead_letter_record
 from streams.delivery import Outgoing, hold, produce_in_order, release
 
 log = logging.getLogger(__name__)
+COOLDOWNS_TABLE = "cooldowns"
 STAGE = "alert"
 
 
@@ -107,10 +107,10 @@ class AlertStage:
 
 
 def register(app: faust.App, context: WorkerContext) -> None:
-    # Normally loaded by the worker command before it touches the broker; ConfigFileError either way.
-    rules = context.rules or load_rules(context.settings.rules_file)
-    log.info("rules loaded", extra={"rules_file": str(context.settings.rules_file),
-                                    "rules": [rule.id for rule in rules.rules]})  # fmt: skip
+    rules = context.rules
+    if rules is None:  # loaded by the worker command, so a bad file stops it before it touches the broker
+        raise ValueError("the alert stage needs its rules: WorkerContext.rules is None")
+    log.info("rules loaded", extra={"rules": [rule.id for rule in rules.rules]})
     stage = AlertStage(
         context, RuleEvaluator(rules), cooldowns_table(app, context),
         raw_topic(app, context.topics.alerts), raw_topic(app, context.topics.deadletter),

@@ -7,20 +7,14 @@ Delivery is at-least-once; how the agents make sure of it is explained in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from enum import Enum
 
 import faust
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from framestream.settings import BrokerProfile, Settings
-from processors.rules import RuleSet
-from streams.metrics import WorkerMetrics
-from streams.topics import TopicNames
+from streams.context import StreamSettings, WorkerContext
+from streams.kafka_config import BrokerProfile
 
-COOLDOWNS_TABLE = "cooldowns"
 TANSU_FETCH_MAX_WAIT_MS = 100
 
 
@@ -28,41 +22,6 @@ class Stage(str, Enum):
     DETECT = "detect"
     ALERT = "alert"
     PERSIST = "persist"
-
-
-class WorkerSettings(BaseSettings):
-    """Stream-worker tuning (env ``FRAMESTREAM_WORKER_*``). Kept here, beside the agents they tune,
-    rather than in ``framestream.settings``, because only ``framestream worker`` reads them."""
-
-    model_config = SettingsConfigDict(env_prefix="FRAMESTREAM_WORKER_", extra="forbid")
-
-    detect_max_batch: int = Field(8, ge=1, le=1024, description="frames per detect micro-batch")
-    detect_max_wait_s: float = Field(0.02, gt=0, le=10, description="longest wait to fill a micro-batch")
-    detect_pipeline_depth: int = Field(
-        2, ge=1, le=16, description="frames in progress: this many times max(batch, Triton requests in flight)"
-    )
-    triton_ready_timeout_s: float = Field(300.0, gt=0, description="wait for the model at start")
-    persist_max_rows: int = Field(5000, ge=1, description="rows of one table buffered before a ClickHouse flush")
-    persist_max_interval_s: float = Field(1.0, gt=0, le=60, description="longest time a message waits for its flush")
-    commit_interval_s: float = Field(1.0, gt=0, le=60, description="how often acked offsets are committed")
-    retry_max_backoff_s: float = Field(10.0, gt=0, description="ceiling of the retry backoff for transient faults")
-    shutdown_timeout_s: float = Field(60.0, gt=0, description="SIGTERM: longest wait for batches in hand")
-    bind_host: str = Field("127.0.0.1", description="address /metrics and faust's web server listen on "
-                                                   "(0.0.0.0 in a container, so Prometheus can scrape it)")
-    lag_interval_s: float = Field(5.0, gt=0, description="how often the consumer-lag gauge is refreshed")
-
-
-@dataclass(frozen=True)
-class WorkerContext:
-    """What every stage needs; built once per worker process."""
-
-    settings: Settings
-    worker: WorkerSettings
-    topics: TopicNames
-    metrics: WorkerMetrics
-    worker_id: str
-    rules: RuleSet | None = None  # the alert stage's rules, loaded (and validated) before anything starts
-    closers: list[Callable[[], None]] = field(default_factory=list)  # run after the worker stops
 
 
 def parse_stages(text: str) -> tuple[Stage, ...]:
@@ -81,7 +40,7 @@ def app_id(prefix: str, stages: Iterable[Stage]) -> str:
 
 
 def create_app(
-    settings: Settings,
+    settings: StreamSettings,
     stages: Sequence[Stage],
     web_port: int | None,
     *,
@@ -155,10 +114,3 @@ def _register_stages(app: faust.App, stages: Sequence[Stage], context: WorkerCon
     from streams import metrics
 
     metrics.register_consumer_metrics(app, context.metrics, context.worker.lag_interval_s)
-
-
-def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
-    """Keys and values stay bytes: faust acks and skips a value that fails to deserialize, so
-    decoding happens inside the agent, where a failure can go to the dead-letter topic."""
-    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-

@@ -27,11 +27,11 @@ import faust
 from faust.types import EventT
 from pydantic import ValidationError
 
-from processors.coco import COCO_CLASSES
+from schemas.coco import COCO_CLASSES
 from processors.detector import ObjectDetections
 from schemas import BoundingBox, Detection, FrameDetections, FrameMeta, StageTimings
 from schemas.base import utc_now
-from streams.app import WorkerContext, raw_topic
+from streams.context import WorkerContext, raw_topic
 from streams.deadletter import dead_letter_record
 from streams.delivery import Backoff, OrderedPipeline, Outgoing, hold, produce_in_order, release
 from streams.inference import DetectorClient, InferenceRejected, InferenceUnavailable, retry_transient

@@ -21,6 +21,8 @@ from typing import TypeVar
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from tritonclient.utils import InferenceServerException
 
 from processors.detector import (
@@ -37,6 +39,19 @@ T = TypeVar("T")
 OUTPUT_NAMES = ("NUM_DETECTIONS", "BOXES", "SCORES", "CLASS_IDS")
 # Only a complaint about the request itself is permanent; anything else may heal.
 PERMANENT_STATUSES = frozenset({"StatusCode.INVALID_ARGUMENT"})
+
+
+class DetectorClientSettings(BaseSettings):
+    """How a stream worker reaches the served detector (env ``FRAMESTREAM_TRITON_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAMESTREAM_TRITON_", extra="forbid")
+
+    url: str = Field("", description="host:port of Triton's gRPC endpoint; empty starts the local tritonserver")
+    model_name: str = "detector"
+    max_in_flight: int = Field(4, ge=1, le=256, description="concurrent requests per detect worker")
+    timeout_s: float = Field(30.0, gt=0)
+    score_threshold: float = Field(0.35, ge=0.0, le=1.0)
+    iou_threshold: float = Field(0.6, ge=0.0, le=1.0)
 
 
 class InferenceRejected(ValueError):

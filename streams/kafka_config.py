@@ -31,9 +31,29 @@ Two broker profiles (``KafkaSettings.profile``):
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
-from framestream.settings import BrokerProfile, KafkaSettings
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+class BrokerProfile(str, Enum):
+    """Broker quirks to work around. ``tansu`` is the embedded broker; see this module's docstring."""
+
+    KAFKA = "kafka"
+    TANSU = "tansu"
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FRAMESTREAM_KAFKA_", extra="forbid")
+
+    bootstrap_servers: str = Field("", description="host:port list; empty starts the embedded broker")
+    profile: BrokerProfile = Field(BrokerProfile.TANSU, description="tansu: one record per batch, low session timeout")
+    topic_prefix: str = Field("", description="prepended to every topic name (isolates tests and tenants)")
+    partitions: int = Field(4, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1, le=5)
+    retention_ms: int = Field(6 * 3600 * 1000, ge=60_000)
+
 
 # librdkafka settings for the embedded broker (quirks 1 and 2 above).
 _TANSU_SESSION_TIMEOUT_MS = 6000
@@ -109,7 +129,7 @@ def faust_broker_url(kafka: KafkaSettings) -> list[str]:
 def faust_broker_settings(kafka: KafkaSettings) -> dict[str, Any]:
     """Keyword arguments for ``faust.App`` matching the broker profile.
 
-    Topics are created up front by ``framestream.services.broker.create_topics``
+    Topics are created up front by ``streams.topics.create_topics``
     with ``kafka.partitions``; ``topic_partitions`` is the same number so the
     changelog topics faust declares for tables match their source topics (faust
     refuses a table whose source and changelog partition counts differ).

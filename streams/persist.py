@@ -28,9 +28,9 @@ import faust
 from faust.types import EventT
 from pydantic import ValidationError
 
-from framestream.services.clickhouse import connect, migrate
+from streams.sinks.clickhouse_db import connect, migrate
 from schemas import Alert, DeadLetter, FrameDetections
-from streams.app import WorkerContext, raw_topic
+from streams.context import WorkerContext, raw_topic
 from streams.deadletter import build_dead_letter, dead_letter_record
 from streams.delivery import Outgoing, hold, produce_in_order, release_now
 from streams.sinks.clickhouse import ClickHouseSink, PermanentInsertError

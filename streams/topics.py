@@ -1,8 +1,20 @@
-"""Every topic name, defined once. A prefix isolates tests and tenants on a shared broker."""
+"""Every topic name, defined once, and the one place topics are created, checked and deleted.
+
+A prefix isolates tests and tenants on a shared broker. Topics are created explicitly before
+any worker starts (never auto-created): the partition count decides which partition a
+camera's records land on, and faust refuses a table whose changelog differs from its source.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
+
+from streams.kafka_config import KafkaSettings
 
 FRAMES = "vision.frames.v1"
 DETECTIONS = "vision.detections.v1"
@@ -45,3 +57,92 @@ class TopicNames:
 
     def all(self) -> list[str]:
         return [self.frames, self.detections, self.alerts, self.model_alerts, self.deadletter]
+
+
+class TopicError(RuntimeError):
+    """A topic operation failed; the message says what to do."""
+
+
+class TopicMismatchError(TopicError):
+    pass
+
+
+def fetch_metadata(bootstrap_servers: str, timeout_s: float) -> ClusterMetadata:
+    """All-topics metadata. Never pass a topic name: Tansu auto-creates named unknown topics."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    return admin.list_topics(timeout=timeout_s)
+
+
+def create_topics(
+    bootstrap_servers: str,
+    topics: TopicNames | Iterable[str],
+    *,
+    partitions: int,
+    retention_ms: int,
+    replication_factor: int = 1,
+    extra_config: Mapping[str, str] | None = None,
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Create the topics if missing and wait until metadata shows them all; returns their names.
+
+    Existing topics are fine when their partition count matches; a different count
+    raises ``TopicMismatchError`` (keys would map to other partitions than expected).
+    """
+    names = topics.all() if isinstance(topics, TopicNames) else list(topics)
+    config = {"retention.ms": str(retention_ms), **(extra_config or {})}
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    requests = [NewTopic(name, partitions, replication_factor, config=config) for name in names]
+    futures = admin.create_topics(requests, request_timeout=timeout_s)
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise TopicError(f"cannot create topic {name!r}: {error.args[0].str()}") from error
+    _wait_for_topics(bootstrap_servers, names, partitions, timeout_s)
+    return names
+
+
+def create_deployment_topics(kafka: KafkaSettings) -> None:
+    """Every topic a deployment needs, with the configured partitions and retention; the alert
+    table's changelog too (compacted, kept forever), since faust must not create it."""
+    topics = TopicNames(kafka.topic_prefix)
+    create_topics(kafka.bootstrap_servers, topics, partitions=kafka.partitions,
+                  retention_ms=kafka.retention_ms, replication_factor=kafka.replication_factor)  # fmt: skip
+    create_topics(kafka.bootstrap_servers, [topics.cooldowns_changelog], partitions=kafka.partitions,
+                  retention_ms=kafka.retention_ms, replication_factor=kafka.replication_factor,
+                  extra_config={"cleanup.policy": "compact", "retention.ms": "-1"})  # fmt: skip
+
+
+def _wait_for_topics(bootstrap_servers: str, names: list[str], partitions: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        metadata = fetch_metadata(bootstrap_servers, timeout_s=min(5.0, timeout_s))
+        missing = []
+        for name in names:
+            topic = metadata.topics.get(name)
+            if topic is None or topic.error is not None or not topic.partitions:
+                missing.append(name)
+            elif len(topic.partitions) != partitions:
+                raise TopicMismatchError(
+                    f"topic {name!r} already exists with {len(topic.partitions)} partitions, "
+                    f"expected {partitions}: delete it, or choose another topic prefix "
+                    "(FRAMESTREAM_KAFKA_TOPIC_PREFIX) or partition count (FRAMESTREAM_KAFKA_PARTITIONS)"
+                )
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TopicError(f"topics not visible in metadata after {timeout_s:.0f}s: {', '.join(missing)}")
+        time.sleep(0.2)
+
+
+def delete_topics(bootstrap_servers: str, names: Iterable[str], timeout_s: float = 30.0) -> None:
+    """Delete topics; missing ones are fine. Frees Tansu's memory after tests."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    futures = admin.delete_topics(list(names), request_timeout=timeout_s)
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise TopicError(f"cannot delete topic {name!r}: {error.args[0].str()}") from error

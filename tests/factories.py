@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from processors.coco import COCO_CLASSES
+from schemas.coco import COCO_CLASSES
 from schemas import Alert, BoundingBox, DeadLetter, Detection, FrameDetections, FrameMeta, ImageStats
 from schemas.alerts import Severity
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 from confluent_kafka import Producer
 
-from framestream.services.broker import create_deployment_topics
+from streams.topics import create_deployment_topics
 from framestream.services.probes import free_port, metric_value, metrics_text
 from framestream.settings import REPO_ROOT, Settings
 from schemas import FrameMeta
@@ -216,7 +216,7 @@ FROM {database}.frames WHERE startsWith(camera_id, {{label:String}})
 
 def latencies(settings: Settings, labels: list[str]) -> dict[str, Latency]:
     """Per round label, read once the worker has stopped (one process per chDB path)."""
-    from framestream.services.clickhouse import connect
+    from streams.sinks.clickhouse_db import connect
 
     client = connect(settings.clickhouse, settings.data_dir)
     try:
@@ -295,7 +295,7 @@ def main(argv: list[str], settings: Settings) -> int:
 
 def _drop_database(settings: Settings) -> None:
     """Server only: the bench's database goes away with its run (chDB's goes with the scratch dir)."""
-    from framestream.services.clickhouse import connect
+    from streams.sinks.clickhouse_db import connect
 
     client = connect(settings.clickhouse, settings.data_dir)
     try:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from framestream.services.clickhouse import chdb_dsn, connect, migrate
+from streams.sinks.clickhouse_db import chdb_dsn, connect, migrate
 from framestream.settings import REPO_ROOT, Settings
 from schemas import Alert, BoundingBox, DeadLetter, Detection, FrameDetections, ImageStats, StageTimings
 from schemas.alerts import Severity

@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from framestream.settings import Settings
-from processors.coco import class_name
+from schemas.coco import class_name
 from processors.decode import DecodeError, probe_size
 from processors.detector import ObjectDetections
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from framestream.config_files import ConfigFileError
+from streams.config_files import ConfigFileError
 from framestream.settings import Settings
 
 if TYPE_CHECKING:
@@ -77,9 +77,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings, cameras: list[Camera]) -> int:
-    from framestream.services.broker import BrokerError, create_topics
     from streams.ingest.producer import CameraIngest, IngestError
-    from streams.topics import TopicNames
+    from streams.topics import TopicError, TopicNames, create_topics
 
     kafka = settings.kafka
     topics = TopicNames(prefix=kafka.topic_prefix)
@@ -87,7 +86,7 @@ def _ingest(args: argparse.Namespace, settings: Settings, cameras: list[Camera])
         if not args.no_create_topics:
             create_topics(kafka.bootstrap_servers, topics, partitions=kafka.partitions,
                           retention_ms=kafka.retention_ms, replication_factor=kafka.replication_factor)  # fmt: skip
-    except BrokerError as error:
+    except TopicError as error:
         print(f"framestream ingest: {error}", file=sys.stderr)
         return 1
     if args.metrics_port is not None:

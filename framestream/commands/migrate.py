@@ -17,7 +17,7 @@ import sys
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from framestream.services.clickhouse import ChdbBusyError, MigrationError, apply_server_users, connect, migrate
+from streams.sinks.clickhouse_db import ChdbBusyError, MigrationError, apply_server_users, connect, migrate
 from framestream.settings import Settings
 
 log = logging.getLogger(__name__)

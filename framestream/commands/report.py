@@ -35,7 +35,7 @@ from framestream.grafana_sql import (  # noqa: E402
     expand,
     load_dashboards,
 )
-from framestream.services.clickhouse import ChdbBusyError, connect  # noqa: E402
+from streams.sinks.clickhouse_db import ChdbBusyError, connect  # noqa: E402
 from framestream.settings import Settings  # noqa: E402
 
 log = logging.getLogger(__name__)

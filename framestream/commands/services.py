@@ -9,7 +9,7 @@ import signal
 import threading
 from pathlib import Path
 
-from framestream.services.broker import create_deployment_topics
+from streams.topics import create_deployment_topics
 from framestream.services.stack import EmbeddedStack
 from framestream.settings import Settings
 

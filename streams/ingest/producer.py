@@ -22,7 +22,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from framestream.settings import KafkaSettings
+from streams.kafka_config import KafkaSettings
 from processors.sampling import FpsSampler
 from streams.ingest import metrics
 from streams.ingest.cameras import Camera

@@ -42,7 +42,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.insert import InsertContext
 from prometheus_client import Counter, Gauge, Histogram
 
-from framestream.services.clickhouse import is_row_error, is_transient, quote_identifier
+from streams.sinks.clickhouse_db import is_row_error, is_transient, quote_identifier
 from streams.sinks.rows import TABLES, Persistable, Row, RowConversionError, Table, rows_for
 
 __all__ = [

@@ -15,11 +15,9 @@ from framestream.services.broker import (
     BrokerBinaryNotFound,
     BrokerPortInUse,
     LocalBroker,
-    TopicMismatchError,
-    create_topics,
-    fetch_metadata,
     port_is_free,
 )
+from streams.topics import TopicMismatchError, create_topics, fetch_metadata
 from framestream.settings import BrokerProfile, KafkaSettings
 from streams.kafka_config import consumer_config, producer_config
 from streams.topics import TopicNames

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from framestream.services.clickhouse import (
+from streams.sinks.clickhouse_db import (
     MIGRATIONS_DIR,
     SERVER_USERS_FILE,
     MigrationError,

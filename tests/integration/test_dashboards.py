@@ -13,7 +13,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from framestream.grafana_sql import Dashboard, Panel, TimeRange, all_values, column_kind, expand, load_dashboards
-from framestream.services.clickhouse import migrate
+from streams.sinks.clickhouse_db import migrate
 from schemas import ImageStats, StageTimings
 from schemas.alerts import Severity
 from streams.sinks.clickhouse import ClickHouseSink

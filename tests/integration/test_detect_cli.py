@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from processors.coco import COCO_CLASSES
+from schemas.coco import COCO_CLASSES
 
 pytestmark = pytest.mark.integration
 

@@ -152,7 +152,8 @@ def test_the_ingest_command(kafka_settings: KafkaSettings, topics: TopicNames, t
 def test_frames_survive_a_broker_outage(tmp_path: Path) -> None:
     """Tansu stops mid-stream and comes back on the same port: every frame not yet
     acknowledged is delivered afterwards, through librdkafka's retries and ours."""
-    from framestream.services.broker import LocalBroker, create_topics
+    from framestream.services.broker import LocalBroker
+    from streams.topics import create_topics
 
     broker = LocalBroker(tmp_path / "logs").start()
     kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, profile="tansu", partitions=4)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from framestream.services.broker import delete_topics
+from streams.topics import delete_topics
 from framestream.settings import KafkaSettings
 from schemas import Alert, DeadLetter, FrameMeta
 from streams.topics import TopicNames

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from framestream.services.broker import delete_topics
+from streams.topics import delete_topics
 from framestream.settings import KafkaSettings
 from schemas import Alert, FrameDetections
 from streams.topics import TopicNames

@@ -71,7 +71,7 @@ def test_report_command_end_to_end(tmp_path: Path) -> None:
     env = {**os.environ, "FRAMESTREAM_DATA_DIR": str(tmp_path / "data")}
     env.pop("FRAMESTREAM_CLICKHOUSE_DSN", None)
     seed = textwrap.dedent("""
-        from framestream.services.clickhouse import connect, migrate
+        from streams.sinks.clickhouse_db import connect, migrate
         from framestream.settings import Settings
         from streams.sinks.clickhouse import ClickHouseSink
         from tests.integration.test_dashboards import seed_messages

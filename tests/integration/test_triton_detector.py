@@ -15,7 +15,7 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from framestream.bench.detector import InProcessDetector
-from processors.coco import COCO_CLASSES
+from schemas.coco import COCO_CLASSES
 from processors.decode import probe_size
 from processors.detector import ObjectDetections
 from streams.inference import DetectorClient, InferenceRejected

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from framestream.config_files import ConfigFileError
+from streams.config_files import ConfigFileError
 from framestream.settings import REPO_ROOT
 from streams.ingest.cameras import FileSource, FolderSource, SyntheticSource, UrlSource, UsbSource, load_cameras
 

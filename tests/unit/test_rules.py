@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from processors.rules import Rule, RuleEvaluator, RuleSet, ZoneConfig
-from processors.zones import Anchor, PolygonZone, anchor_points
+from processors.rules import RuleEvaluator
+from schemas.rules import Anchor, Rule, RuleSet, ZoneConfig
+from processors.zones import PolygonZone, anchor_points
 from schemas.alerts import Severity
 from tests.factories import BASE_TIME, make_detection, make_frame_detections
 

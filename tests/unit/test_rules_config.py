@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from framestream.config_files import ConfigFileError, load_rules
+from streams.config_files import ConfigFileError, load_rules
 from framestream.settings import REPO_ROOT
 from processors.rules import RuleEvaluator
-from processors.zones import Anchor
+from schemas.rules import Anchor
 from schemas.alerts import Severity
 
 GOOD_RULE = {

@@ -13,7 +13,7 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from processors.rules import RuleSet
+from schemas.rules import RuleSet
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

@@ -25,12 +25,13 @@ from urllib.parse import urlparse, urlunparse
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError, ProgrammingError
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from framestream.settings import REPO_ROOT, ClickHouseSettings
 
 log = logging.getLogger(__name__)
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = REPO_ROOT / "infra" / "clickhouse" / "migrations"
 SERVER_USERS_FILE = REPO_ROOT / "infra" / "clickhouse" / "server" / "users.sql"
 
@@ -84,6 +85,16 @@ SYSTEMIC_ERROR_CODES = frozenset(
 )
 # Raised by clickhouse-connect while serialising a value its column cannot take.
 _SERIALISATION_ERRORS = (ValueError, TypeError, AttributeError, OverflowError, struct.error)
+
+
+class ClickHouseSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FRAMESTREAM_CLICKHOUSE_", extra="forbid")
+
+    dsn: str = Field("", description="clickhouse://user@host:8123/db, or chdb:///path; empty uses chDB under data_dir")
+    database: str = "framestream"
+    username: str = "framestream_writer"
+    password: SecretStr = SecretStr("")
+    ttl_days: int = Field(90, ge=1, le=3650)
 
 
 class ChdbBusyError(RuntimeError):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError, ProgrammingError
 
-from framestream.services.clickhouse import (
+from streams.sinks.clickhouse_db import (
     MIGRATIONS_DIR,
     MigrationError,
     is_row_error,
