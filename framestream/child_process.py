@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -199,3 +200,63 @@ class ChildProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class WorkerProcess(ChildProcess):
+    """``framestream worker`` in a subprocess, watched through its Prometheus /metrics.
+
+        worker = WorkerProcess(["--stages", "detect"], log_path=log, env=env, worker_id="a").start()
+        worker.wait_for_metric("framestream_assigned_partitions", 4, timeout_s=60, topic="vision.frames.v1")
+        worker.stop()   # SIGTERM: drain, flush, commit; SIGKILL after the grace period
+    """
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        worker_id: str,
+        metrics_port: int | None = None,
+        grace_s: float = 60.0,
+    ) -> None:
+        from framestream.services.probes import free_port
+
+        self.metrics_port = metrics_port or free_port()
+        self.worker_id = worker_id
+        command = [sys.executable, "-m", "framestream.cli", "worker", *args,
+                   "--metrics-port", str(self.metrics_port), "--worker-id", worker_id]  # fmt: skip
+        super().__init__(command, log_path=log_path, env=env, cwd=REPO_ROOT, grace_s=grace_s)
+
+    def metrics(self) -> str | None:
+        """The /metrics page, or None while the worker does not answer (starting, paused, gone)."""
+        from framestream.services.probes import metrics_text
+
+        return metrics_text(self.metrics_port)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels`` (0 when absent)."""
+        from framestream.services.probes import metric_value
+
+        return metric_value(self.metrics(), name, **labels)
+
+    def wait_for_metric(self, name: str, at_least: float, timeout_s: float, **labels: str) -> float:
+        """Wait until the metric reaches ``at_least``; returns the ``time.perf_counter()`` it was seen.
+        Raises ``ChildProcessFailed`` if the worker exits, ``TimeoutError`` after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while self.metric(name, **labels) < at_least:
+            self.raise_if_exited()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"`{self.name}`: timed out after {timeout_s:.0f}s waiting for "
+                                   f"{name}{labels} >= {at_least}; see {self.log_path}")  # fmt: skip
+            time.sleep(0.05)
+        return time.perf_counter()
+
+    def wait_for_metrics_endpoint(self, timeout_s: float) -> None:
+        """Wait until /metrics answers (the worker has started); raises if it exits first."""
+        deadline = time.monotonic() + timeout_s
+        while self.metrics() is None:
+            self.raise_if_exited()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"`{self.name}`: /metrics did not answer within {timeout_s:.0f}s; see {self.log_path}")
+            time.sleep(0.1)

@@ -22,7 +22,6 @@ import asyncio
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -33,13 +32,12 @@ from pathlib import Path
 import cv2
 from confluent_kafka import Producer
 
-from streams.topics import create_deployment_topics
-from framestream.services.probes import free_port, metric_value, metrics_text
+from framestream.child_process import WorkerProcess
 from framestream.settings import REPO_ROOT, Settings
 from schemas import FrameMeta
 from streams.inference import DetectorClient
 from streams.kafka_config import producer_config
-from streams.topics import TopicNames
+from streams.topics import TopicNames, create_deployment_topics
 
 PHOTOS = REPO_ROOT / "tests" / "data" / "photos"
 MAX_FRAME_BYTES = 900_000  # under librdkafka's 1 MB message.max.bytes
@@ -95,90 +93,6 @@ async def bare_triton(url: str, photos: list[Photo], frames: int, concurrency: i
     return RoundFigures(frames / elapsed, percentile(latencies, 0.5) * 1000, percentile(latencies, 0.95) * 1000)
 
 
-class BenchWorker:
-    """The real ``framestream worker`` in a subprocess, observed through its /metrics."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.metrics_port = free_port()
-        command = [sys.executable, "-m", "framestream.cli", "worker", "--stages", "detect,alert,persist",
-                   "--metrics-port", str(self.metrics_port), "--worker-id", "bench"]  # fmt: skip
-        self.log_path = log_path
-        with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-    def metric(self, name: str, **labels: str) -> float:
-        return metric_value(metrics_text(self.metrics_port), name, **labels)
-
-    def wait_for(self, name: str, at_least: float, timeout_s: float, **labels: str) -> float:
-        """Wait until the metric reaches ``at_least``; returns the time.perf_counter() it was seen."""
-        deadline = time.monotonic() + timeout_s
-        while self.metric(name, **labels) < at_least:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the worker exited ({self.process.returncode}); see {self.log_path}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out waiting for {name}{labels} >= {at_least}; see {self.log_path}")
-            time.sleep(0.05)
-        return time.perf_counter()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-class FrameFeeder:
-    """Produces frames as ingest does (key camera id, JPEG value, FrameMeta headers), stamped at produce time."""
-
-    def __init__(self, settings: Settings, photos: list[Photo], cameras: int) -> None:
-        self.producer = Producer(producer_config(settings.kafka, client_id="bench-pipeline"))
-        self.topic = TopicNames(settings.kafka.topic_prefix).frames
-        self.photos = photos
-        self.cameras = cameras
-
-    def feed(self, label: str, frames: int, fps: float | None = None) -> float:
-        """Produce ``frames`` frames of cameras ``<label>-cam<i>``; returns perf_counter() at the first."""
-        started = time.perf_counter()
-        for index in range(frames):
-            if fps:
-                time.sleep(max(0.0, started + index / fps - time.perf_counter()))
-            photo = self.photos[index % len(self.photos)]
-            camera = f"{label}-cam{index % self.cameras}"
-            meta = FrameMeta(camera_id=camera, frame_seq=index // self.cameras, captured_at=datetime.now(timezone.utc),
-                             width=photo.width, height=photo.height)  # fmt: skip
-            self.producer.produce(self.topic, key=camera.encode(), value=photo.data, headers=meta.to_headers())
-            self.producer.poll(0)
-        self.producer.flush(30)
-        return started
-
-
-def parse_args(argv: list[str], settings: Settings) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="framestream bench pipeline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--frames", type=int, default=200, help="frames per round (default 200)")
-    parser.add_argument("--concurrency", type=int, default=settings.triton.max_in_flight,
-                        help="Triton requests in flight, bare and in the detect stage (default: the settings')")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement; medians are printed")
-    parser.add_argument("--cameras", type=int, default=4, help="cameras the frames are spread over (keys)")
-    args = parser.parse_args(argv)
-    if args.frames < 1 or args.concurrency < 1 or args.rounds < 1 or args.cameras < 1:
-        parser.error("--frames, --concurrency, --rounds and --cameras must be at least 1")
-    return args
-
-
-def bench_settings(settings: Settings, scratch: Path) -> Settings:
-    """Fresh topics, a scratch data dir (chDB, faust state) and, on a server, a fresh database."""
-    run_id = uuid.uuid4().hex[:8]
-    kafka = settings.kafka.model_copy(update={"topic_prefix": f"bench-{run_id}."})
-    clickhouse = settings.clickhouse
-    if clickhouse.dsn:
-        clickhouse = clickhouse.model_copy(update={"database": f"bench_{run_id}"})
-    return settings.model_copy(update={"kafka": kafka, "clickhouse": clickhouse, "data_dir": scratch})
-
-
 def worker_env(settings: Settings, env: dict[str, str], concurrency: int) -> dict[str, str]:
     base = {key: value for key, value in os.environ.items() if not key.startswith("FRAMESTREAM_")}
     return base | env | {
@@ -188,11 +102,11 @@ def worker_env(settings: Settings, env: dict[str, str], concurrency: int) -> dic
     }
 
 
-def pipeline_round(worker: BenchWorker, feeder: FrameFeeder, label: str, frames: int, stored_before: float,
+def pipeline_round(worker: WorkerProcess, feeder: FrameFeeder, label: str, frames: int, stored_before: float,
                    fps: float | None = None) -> tuple[float, float]:  # fmt: skip
     """Feed one round; returns (frames/s to ClickHouse, rows stored after it)."""
     started = feeder.feed(label, frames, fps)
-    done = worker.wait_for("framestream_sink_rows_inserted_total", stored_before + frames, 600, table="frames")
+    done = worker.wait_for_metric("framestream_sink_rows_inserted_total", stored_before + frames, 600, table="frames")
     return frames / (done - started), stored_before + frames
 
 
@@ -230,10 +144,11 @@ def latencies(settings: Settings, labels: list[str]) -> dict[str, Latency]:
 def run_bench(settings: Settings, env: dict[str, str], args: argparse.Namespace) -> None:
     photos = load_photos()
     create_deployment_topics(settings.kafka)
-    worker = BenchWorker(worker_env(settings, env, args.concurrency), settings.data_dir / "worker.log")
+    worker = WorkerProcess(["--stages", "detect,alert,persist"], worker_id="bench", log_path=settings.data_dir / "worker.log",
+                           env=worker_env(settings, env, args.concurrency)).start()  # fmt: skip
     try:
         feeder = FrameFeeder(settings, photos, args.cameras)
-        worker.wait_for("framestream_assigned_partitions", 4, 120, topic=feeder.topic)
+        worker.wait_for_metric("framestream_assigned_partitions", settings.kafka.partitions, 120, topic=feeder.topic)
         _, stored = pipeline_round(worker, feeder, "warmup", 2 * args.concurrency, 0)
         asyncio.run(bare_triton(settings.triton.url, photos, 2 * args.concurrency, args.concurrency))
         bare, piped = [], []

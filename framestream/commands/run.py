@@ -1,6 +1,6 @@
 """``framestream run``: the main job end to end on the embedded stack and the bundled sample.
 
-It starts what is not configured (Tansu, tritonserver; chDB is in-process), creates the
+It starts what is not configured (the broker, tritonserver; chDB is in-process), creates the
 topics, applies the migrations, runs one worker with every stage and the camera ingest as
 separate processes (as a deployment would), follows the topics to print progress, then
 stops the worker gracefully and prints a summary read back from ClickHouse.
@@ -9,15 +9,15 @@ stops the worker gracefully and prints a summary read back from ClickHouse.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from framestream.demo.processes import ManagedProcess
+from framestream.child_process import ChildProcess, WorkerProcess
 from framestream.demo.progress import TopicFollower
 from framestream.demo.summary import print_summary, query_summary, write_annotated_frames
-from framestream.services.probes import free_port, metric_value, metrics_text
 from framestream.services.stack import EmbeddedStack
 from framestream.settings import Settings
 from streams.topics import TopicNames
@@ -49,19 +49,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"framestream demo: cameras {settings.cameras_file}, rules {settings.rules_file}, output {out}")
     with EmbeddedStack(settings) as stack:
         print(f"  broker {stack.settings.kafka.bootstrap_servers}   triton {stack.settings.triton.url}")
-        env = stack.env()
-        ManagedProcess.run_to_end(["setup"], env, out / "logs" / "setup.log", timeout_s=300)
+        env = {**os.environ, **{name: value for name, value in stack.env().items() if value}}
+        ChildProcess.framestream(["setup"], log_path=out / "logs" / "setup.log", env=env).run_to_end(timeout_s=300)
         follower = TopicFollower(stack.settings, keep_frames=args.annotated * 4)
         follower.start()
-        metrics_port = free_port()
-        worker = ManagedProcess(["worker", "--stages", "detect,alert,persist", "--metrics-port", str(metrics_port),
-                                 "--worker-id", "demo"], env, out / "logs" / "worker.log")  # fmt: skip
+        worker = WorkerProcess(["--stages", "detect,alert,persist"], worker_id="demo", env=env,
+                               log_path=out / "logs" / "worker.log")  # fmt: skip
         try:
             worker.start()
-            _wait_until_assigned(worker, metrics_port, stack.settings, deadline=started + args.timeout)
-            ingest = ManagedProcess(["ingest", "--max-frames", str(args.max_frames)], env, out / "logs" / "ingest.log")
-            ingest.start()
-            _wait_until_persisted(follower, worker, ingest, metrics_port, deadline=started + args.timeout)
+            _wait_until_assigned(worker, stack.settings, deadline=started + args.timeout)
+            ingest = ChildProcess.framestream(["ingest", "--max-frames", str(args.max_frames)], env=env,
+                                              log_path=out / "logs" / "ingest.log").start()  # fmt: skip
+            _wait_until_persisted(follower, worker, ingest, deadline=started + args.timeout)
         finally:
             worker.stop()
             follower.stop()
@@ -71,13 +70,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _wait_until_assigned(worker: ManagedProcess, port: int, settings: Settings, deadline: float) -> None:
+def _wait_until_assigned(worker: WorkerProcess, settings: Settings, deadline: float) -> None:
     """Ingest starts once the worker owns the frames' partitions, so latency figures are the
     pipeline's, not the worker's start-up time."""
     frames_topic = TopicNames(settings.kafka.topic_prefix).frames
     while True:
         worker.raise_if_exited()
-        assigned = metric_value(metrics_text(port), "framestream_assigned_partitions", topic=frames_topic)
+        assigned = worker.metric("framestream_assigned_partitions", topic=frames_topic)
         if assigned >= settings.kafka.partitions:
             print(f"  worker ready: {int(assigned)} frame partitions assigned", flush=True)
             return
@@ -87,7 +86,7 @@ def _wait_until_assigned(worker: ManagedProcess, port: int, settings: Settings, 
 
 
 def _wait_until_persisted(
-    follower: TopicFollower, worker: ManagedProcess, ingest: ManagedProcess, port: int, deadline: float
+    follower: TopicFollower, worker: WorkerProcess, ingest: ChildProcess, deadline: float
 ) -> None:
     """Ingest finished, every produced frame detected (or dead-lettered), every message stored in ClickHouse."""
     last_print = 0.0
@@ -95,8 +94,7 @@ def _wait_until_persisted(
         worker.raise_if_exited()
         ingest_done = ingest.finished()
         counts = follower.counts()
-        text = metrics_text(port)
-        stored = {kind: metric_value(text, "framestream_persisted_messages_total", kind=kind)
+        stored = {kind: worker.metric("framestream_persisted_messages_total", kind=kind)
                   for kind in ("detections", "alerts", "deadletters")}  # fmt: skip
         done = (
             ingest_done

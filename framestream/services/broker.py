@@ -13,24 +13,21 @@ DESIGN.md and ``streams/kafka_config.py`` for the client side):
 
 from __future__ import annotations
 
-import ctypes
 import importlib.resources
 import os
 import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
 from confluent_kafka import KafkaException
 
+from framestream.child_process import ChildProcess
 from framestream.services.probes import free_port, port_is_free
 from streams.topics import fetch_metadata
 
 STORAGE_ENGINE = "memory://tansu/"
 READY_LINE = "ready in"  # Tansu 0.6.0 prints "ready in 2ms" once its listener is bound
-_PR_SET_PDEATHSIG = 1
 
 
 class BrokerError(RuntimeError):
@@ -60,21 +57,6 @@ def tansu_binary() -> Path:
     return path
 
 
-def _death_signal_setter() -> Callable[[], None] | None:
-    """A pre-exec hook asking Linux to stop the broker when its parent dies, so a crashed
-    test run or CLI leaves no broker behind. libc is loaded here, in the parent: the hook
-    runs between fork and exec, where loading a library could deadlock a threaded process."""
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def set_death_signal() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGINT)  # SIGINT: Tansu exits at once (see stop())
-
-    return set_death_signal
-
-
 class LocalBroker:
     """Tansu on a local port with in-memory storage; ``with LocalBroker(log_dir) as broker: ...``."""
 
@@ -95,21 +77,20 @@ class LocalBroker:
         self.cluster_id = cluster_id
         self.startup_timeout_s = startup_timeout_s
         self.log_path: Path | None = None
-        self._log_offset = 0
-        self._process: subprocess.Popen[bytes] | None = None
+        self._child: ChildProcess | None = None
 
     @property
     def bootstrap_servers(self) -> str:
-        if self.port is None or self._process is None:
+        if self.port is None or self._child is None:
             raise BrokerError("the broker is not running; call start() first")
         return f"{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._child is not None and self._child.running
 
     def start(self) -> LocalBroker:
-        if self._process is not None:
+        if self._child is not None:
             raise BrokerError("the broker is already started")
         binary = self.binary or tansu_binary()
         if not binary.is_file():
@@ -142,12 +123,10 @@ class LocalBroker:
             "--cluster-id", self.cluster_id,
         ]  # fmt: skip
         env = {**os.environ, "NO_COLOR": "1"}  # plain log lines, no ANSI escapes
-        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, preexec_fn=_death_signal_setter(),
-            )  # fmt: skip
+        # SIGINT, not SIGTERM: on SIGTERM Tansu waits ~5 s for connected clients to go away;
+        # on SIGINT it exits at once with status 0. With the memory store there is nothing to flush.
+        self._child = ChildProcess(command, log_path=self.log_path, env=env, stop_signal=signal.SIGINT,
+                                   grace_s=10.0).start()  # fmt: skip
         self.port = port
         try:
             self._wait_ready()
@@ -178,42 +157,27 @@ class LocalBroker:
             time.sleep(0.1)
 
     def _raise_if_exited(self) -> None:
-        assert self._process is not None
-        if self._process.poll() is None:
+        assert self._child is not None
+        if self._child.poll() is None:
             return
         log_tail = self._log_since_launch()[-4000:]
-        code = self._process.returncode
-        self._process = None
+        code = self._child.returncode
+        self._child = None
         if "AddrInUse" in log_tail or "Address in use" in log_tail:
             raise BrokerPortInUse(f"cannot start the broker: {self.host}:{self.port} is already in use")
         raise BrokerError(f"Tansu exited during startup with status {code}; log {self.log_path}:\n{log_tail}")
 
     def _log_since_launch(self) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        with open(self.log_path, "rb") as log:
-            log.seek(self._log_offset)
-            return log.read().decode("utf-8", errors="replace")
+        return self._child.log_since_start() if self._child is not None else ""
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGINT, then SIGKILL if Tansu has not exited within ``timeout_s``. Idempotent.
-
-        SIGINT, not SIGTERM: on SIGTERM Tansu waits ~5 s for connected clients to
-        go away; on SIGINT it exits at once with status 0. With the memory store
-        there is nothing to flush either way.
-        """
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout_s)
+        """SIGINT, then SIGKILL if Tansu has not exited within ``timeout_s``. Idempotent."""
+        child, self._child = self._child, None
+        if child is not None:
+            child.stop(grace_s=timeout_s)
 
     def __enter__(self) -> LocalBroker:
-        return self.start() if self._process is None else self
+        return self.start() if self._child is None else self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from framestream.child_process import ChildProcess
 from framestream.services.probes import port_is_free
 from framestream.settings import REPO_ROOT
 
@@ -119,7 +119,7 @@ class LocalTriton:
         self.pythonpath = pythonpath
         self._log_file = Path(log_file) if log_file else None
         self._workdir: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._child: ChildProcess | None = None
 
     @property
     def grpc_url(self) -> str:
@@ -143,7 +143,7 @@ class LocalTriton:
 
     def start(self) -> LocalTriton:
         """Start tritonserver and wait until every model is ready; raise TritonStartError if not."""
-        if self._process is not None:
+        if self._child is not None:
             raise RuntimeError("this LocalTriton is already running")
         for name, port in vars(self.ports).items():
             _require_free_port(self.host, port, name)
@@ -151,16 +151,10 @@ class LocalTriton:
         self._workdir = Path(tempfile.mkdtemp(prefix="framestream-triton-"))
         backends = _prepare_backend_directory(distribution, self._workdir)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log_handle:
-            self._process = subprocess.Popen(
-                [str(distribution.tritonserver), *self._arguments(backends)],
-                stdout=log_handle,
-                stderr=subprocess.STDOUT,
-                env=self._environment(distribution),
-                start_new_session=True,  # its own process group: stop() can reach the model stubs too
-                preexec_fn=_die_with_parent,
-            )
-        log.info("tritonserver started", extra={"pid": self._process.pid, "grpc_url": self.grpc_url,
+        # Its own process group (ChildProcess does that): stop() reaches the model stubs too.
+        self._child = ChildProcess([str(distribution.tritonserver), *self._arguments(backends)],
+                                   log_path=self.log_path, env=self._environment(distribution), grace_s=20.0).start()
+        log.info("tritonserver started", extra={"pid": self._child.pid, "grpc_url": self.grpc_url,
                                                 "log": str(self.log_path)})
         try:
             self._wait_until_ready()
@@ -171,15 +165,9 @@ class LocalTriton:
 
     def stop(self, timeout_s: float = 20.0) -> None:
         """SIGTERM (Triton unloads models and exits), then SIGKILL the process group if it hangs."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                log.warning("tritonserver ignored SIGTERM for %.0f s; killing it", timeout_s)
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=timeout_s)
+        child, self._child = self._child, None
+        if child is not None:
+            child.stop(grace_s=timeout_s)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)  # backend links (and the log unless log_file)
             self._workdir = None
@@ -191,7 +179,7 @@ class LocalTriton:
         self.stop()
 
     def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._child is not None and self._child.running
 
     def _arguments(self, backends: Path) -> list[str]:
         return [
@@ -227,9 +215,9 @@ class LocalTriton:
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
-            assert self._process is not None
-            if self._process.poll() is not None:
-                raise self._diagnose(f"tritonserver exited with code {self._process.returncode} while starting")
+            assert self._child is not None
+            if self._child.poll() is not None:
+                raise self._diagnose(f"tritonserver exited with code {self._child.returncode} while starting")
             if _http_ok(f"{self.http_url}/v2/health/ready"):
                 log.info("tritonserver ready", extra={"grpc_url": self.grpc_url})
                 return
@@ -238,7 +226,7 @@ class LocalTriton:
 
     def _diagnose(self, headline: str) -> TritonStartError:
         """The most telling lines of the log: bind failures first, then model load failures."""
-        lines = _read_lines(self.log_path)
+        lines = self._child.log_since_start().splitlines() if self._child else _read_lines(self.log_path)
         binds = [line for line in lines if _BIND_FAILURE.search(line)]
         if binds:
             return PortInUseError(f"{headline}: a port is taken ({self.ports}):\n" + "\n".join(binds[:5]))
@@ -284,15 +272,3 @@ def _read_lines(path: Path) -> list[str]:
 def _dedupe(lines: list[str]) -> list[str]:
     seen: set[str] = set()
     return [line.strip() for line in lines if not (line.strip() in seen or seen.add(line.strip()))]
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM tritonserver if the Python that started it dies.
-
-    Linux ties this to the starting *thread*: call ``start()`` from a thread that outlives
-    the server (the main thread), never from a short-lived worker thread.
-    """
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

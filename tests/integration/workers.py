@@ -9,9 +9,6 @@ or SIGKILL (a crash).
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,6 +18,7 @@ from pathlib import Path
 import cv2
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from framestream.child_process import WorkerProcess as ChildWorker
 from framestream.services.probes import free_port, metric_value, metrics_text
 from framestream.settings import REPO_ROOT, KafkaSettings
 from schemas import FrameMeta
@@ -41,7 +39,8 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, inter
 
 @dataclass
 class WorkerProcess:
-    """One ``framestream worker`` subprocess; its log goes to ``log_path``."""
+    """A test's handle on one ``framestream worker``: a name, its stages, and a fresh log per start.
+    The process itself is ``framestream.child_process.WorkerProcess``, as in the demo and bench."""
 
     name: str
     stages: str
@@ -49,7 +48,7 @@ class WorkerProcess:
     log_dir: Path
     worker_id: str = ""
     metrics_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
+    child: ChildWorker | None = None
     starts: int = 0
 
     @property
@@ -59,19 +58,16 @@ class WorkerProcess:
     def start(self, **extra_env: str) -> WorkerProcess:
         """Start the worker; ``extra_env`` adds settings for this start only."""
         self.starts += 1
-        command = [sys.executable, "-m", "framestream.cli", "worker", "--stages", self.stages,
-                   "--metrics-port", str(self.metrics_port), "--worker-id", self.worker_id or self.name]  # fmt: skip
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=self.env | extra_env, stdout=log, stderr=subprocess.STDOUT
-            )
+        self.child = ChildWorker(["--stages", self.stages], worker_id=self.worker_id or self.name,
+                                 metrics_port=self.metrics_port, log_path=self.log_path,
+                                 env=self.env | extra_env).start()  # fmt: skip
         wait_until(lambda: self._metrics_text() is not None or not self.alive, 60, f"{self.name}'s metrics endpoint")
         assert self.alive, f"{self.name} exited at start:\n{self.log_tail()}"
         return self
 
     @property
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.child is not None and self.child.running
 
     def _metrics_text(self) -> str | None:
         return metrics_text(self.metrics_port)
@@ -87,17 +83,15 @@ class WorkerProcess:
 
         wait_until(reached, timeout_s, f"{self.name}: {name}{labels} >= {at_least}")
 
-    def terminate(self, timeout_s: float = 60) -> int:
+    def terminate(self, timeout_s: float = 60) -> int | None:
         """SIGTERM and wait: the graceful path (drain, flush, commit)."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout_s)
+        assert self.child is not None
+        return self.child.stop(grace_s=timeout_s)
 
     def kill(self) -> None:
         """SIGKILL: a crash, with no chance to flush or commit."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
+        if self.child is not None:
+            self.child.kill()
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -217,6 +211,28 @@ def records_in(kafka: KafkaSettings, topic: str, partitions: int) -> int:
     consumer = Consumer(consumer_config(kafka, group_id=f"test-sizer-{time.monotonic_ns()}"))
     try:
         return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions))
+    finally:
+        consumer.close()
+
+
+def committed_offsets(kafka: KafkaSettings, group_id: str, topic: str, partitions: int) -> dict[int, int]:
+    """The offsets consumer group ``group_id`` has committed on ``topic``, by partition (-1: none yet).
+
+    Read with a consumer that never joins the group (it only asks the group coordinator), so
+    asking does not trigger a rebalance of the workers in it."""
+    consumer = Consumer(consumer_config(kafka, group_id=group_id))
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return {tp.partition: tp.offset if tp.offset >= 0 else -1 for tp in committed}
+    finally:
+        consumer.close()
+
+
+def end_offsets(kafka: KafkaSettings, topic: str, partitions: int) -> dict[int, int]:
+    """High watermarks of ``topic`` by partition (see ``records_in`` for Tansu's)."""
+    consumer = Consumer(consumer_config(kafka, group_id=f"test-sizer-{time.monotonic_ns()}"))
+    try:
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
     finally:
         consumer.close()
 
