@@ -9,6 +9,7 @@ needs (``streams.kafka_config.KafkaSettings``, ``streams.inference.DetectorClien
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 from pydantic import Field
@@ -18,9 +19,19 @@ from streams.inference import DetectorClientSettings
 from streams.kafka_config import BrokerProfile, KafkaSettings
 from streams.sinks.clickhouse_db import ClickHouseSettings
 
-__all__ = ["BrokerProfile", "ClickHouseSettings", "KafkaSettings", "Settings", "TritonSettings"]
+__all__ = ["BrokerProfile", "ClickHouseSettings", "EmbeddedBroker", "KafkaSettings", "Settings", "TritonSettings"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class EmbeddedBroker(str, Enum):
+    """Which broker the embedded stack starts when no bootstrap servers are configured.
+    ``auto``: Apache Kafka where Java 17+ and its jars exist, else Tansu (with a warning)."""
+
+    AUTO = "auto"
+    KAFKA = "kafka"
+    KAFKA_CLUSTER = "kafka-cluster"
+    TANSU = "tansu"
 
 
 class TritonSettings(DetectorClientSettings):
@@ -39,6 +50,7 @@ class Settings(BaseSettings):
     cameras_file: Path = REPO_ROOT / "samples" / "cameras.yaml"
     rules_file: Path = REPO_ROOT / "samples" / "rules.yaml"
     log_level: str = "INFO"
+    embedded_broker: EmbeddedBroker = Field(EmbeddedBroker.AUTO, description="kafka | kafka-cluster | tansu | auto")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     triton: TritonSettings = Field(default_factory=TritonSettings)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)

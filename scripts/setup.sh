@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Build both virtualenvs on a fresh machine (idempotent; a no-op when up to date).
-#   .venv         framestream itself, its tests and the embedded broker (Tansu) and ClickHouse (chDB)
-#   .venv-triton  the real tritonserver from nvidia-pytriton; its Python backend needs numpy < 2
+# Build both virtualenvs and the embedded Apache Kafka on a fresh machine (idempotent; a no-op
+# when up to date).
+#   .venv              framestream itself, its tests, the fallback broker (Tansu) and ClickHouse (chDB)
+#   .venv-triton       the real tritonserver from nvidia-pytriton; its Python backend needs numpy < 2
+#   infra/kafka/libs/  Apache Kafka (KRaft) and its runtime jars from Maven Central (needs Java 17+ and
+#                      Maven); without them the embedded stack and the tests fall back to Tansu
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
@@ -21,4 +24,20 @@ if ! stamp_ok .venv-triton "$triton_hash"; then
   .venv-triton/bin/pip install --quiet -r infra/triton/requirements.txt
   echo "$triton_hash" > .venv-triton/.framestream-stamp
 fi
-echo "setup: .venv and .venv-triton ready"
+
+kafka_hash="$(sha256sum infra/kafka/pom.xml | cut -c1-16)"
+java_major() { java -version 2>&1 | sed -n 's/.*version "\([0-9]*\)\.\{0,1\}\([0-9]*\).*/\1 \2/p' | head -1 |
+               awk '{ print ($1 == 1 ? $2 : $1) }'; }
+if stamp_ok infra/kafka/libs "$kafka_hash"; then
+  kafka_status="infra/kafka/libs ready (Apache Kafka)"
+elif ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+  kafka_status="no java or mvn on PATH: skipped Apache Kafka; the embedded broker will be Tansu"
+elif [[ "$(java_major)" -lt 17 ]]; then
+  kafka_status="Java $(java_major) is older than 17: skipped Apache Kafka; the embedded broker will be Tansu"
+else
+  rm -rf infra/kafka/libs  # a changed pom.xml must not leave old jars on the classpath
+  mvn -q -B -Dstyle.color=never -f infra/kafka/pom.xml package | sed 's/\x1b\[[0-9;]*m//g'
+  echo "$kafka_hash" > infra/kafka/libs/.framestream-stamp
+  kafka_status="infra/kafka/libs ready (Apache Kafka)"
+fi
+echo "setup: .venv and .venv-triton ready; $kafka_status"

