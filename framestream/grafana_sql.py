@@ -259,10 +259,6 @@ def all_values(
     return values
 
 
-def panel_sql(panel: Panel, time_range: TimeRange, interval_s: int, values: Mapping[str, Sequence[str]]) -> str:
-    return expand(panel.sql, time_range, interval_s, values)
-
-
 def column_kind(type_name: str) -> str:
     """'time', 'number' or 'string' for a ClickHouse type name, the way a panel sees the column."""
     inner = type_name

@@ -47,11 +47,6 @@ class DecodedImage:
     height: int
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode JPEG/PNG bytes to a contiguous BGR uint8 array of shape [height, width, 3]."""
-    return decode_for_size(data, None, max_pixels).pixels
-
-
 def decode_for_size(data: bytes, longer_side: int | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode, letting a JPEG skip detail that a resize to ``longer_side`` would discard.
 

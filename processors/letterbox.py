@@ -34,14 +34,6 @@ class LetterboxTransform:
         mapped[:, 1::2] = np.clip(y, 0.0, self.height)
         return mapped
 
-    def to_canvas(self, boxes: np.ndarray) -> np.ndarray:
-        """The inverse of ``to_original`` (without clipping), for tests and drawing."""
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        mapped = np.empty_like(boxes)
-        mapped[:, 0::2] = boxes[:, 0::2] * self.scale_x + self.pad_x
-        mapped[:, 1::2] = boxes[:, 1::2] * self.scale_y + self.pad_y
-        return mapped
-
 
 def plan_letterbox(width: int, height: int, size: int) -> LetterboxTransform:
     """Where an image of width x height goes on a size x size canvas (no pixels touched)."""

@@ -59,9 +59,3 @@ def source_timestamp(frame_index: int, source_fps: float) -> float:
     if frame_index < 0:
         raise ValueError(f"frame_index must be >= 0, got {frame_index!r}")
     return frame_index / source_fps
-
-
-def kept_indices(frame_count: int, source_fps: float, target_fps: float) -> list[int]:
-    """Indices of the frames a sampler keeps from ``frame_count`` frames at ``source_fps``."""
-    sampler = FpsSampler(target_fps)
-    return [index for index in range(frame_count) if sampler.keep(source_timestamp(index, source_fps))]

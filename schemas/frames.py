@@ -72,7 +72,3 @@ class FrameMeta(Message):
             content_type=raw.get("content-type", "image/jpeg"),
             stats=stats,
         )
-
-
-def epoch_ms(moment: datetime) -> float:
-    return moment.astimezone(timezone.utc).timestamp() * 1000.0

@@ -113,10 +113,6 @@ def consumer_config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
     return config
 
 
-def admin_config(kafka: KafkaSettings) -> dict[str, Any]:
-    return {"bootstrap.servers": bootstrap_servers(kafka)}
-
-
 def bootstrap_servers(kafka: KafkaSettings) -> str:
     """The configured ``host:port`` list; an empty one is an error that says how to fix it."""
     servers = [server.strip() for server in kafka.bootstrap_servers.split(",") if server.strip()]

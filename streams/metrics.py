@@ -48,7 +48,7 @@ class WorkerMetrics:
             "framestream_consumer_lag_records",
             "High watermark minus next offset to process, per assigned partition. APPROXIMATE on Tansu: "
             "its high watermark is the base offset of the last record batch plus one, too low when that "
-            "batch held several records (see DESIGN.md); exact on Apache Kafka.",
+            "batch held several records (streams/kafka_config.py, quirk 1); exact on Apache Kafka.",
             ["topic", "partition"], registry=self.registry,
         )
         self.dead_letters = Counter(

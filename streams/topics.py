@@ -19,7 +19,6 @@ from streams.kafka_config import MAX_MESSAGE_BYTES, KafkaSettings
 FRAMES = "vision.frames.v1"
 DETECTIONS = "vision.detections.v1"
 ALERTS = "vision.alerts.v1"
-MODEL_ALERTS = "vision.model-alerts.v1"
 DEADLETTER = "vision.deadletter.v1"
 
 
@@ -42,10 +41,6 @@ class TopicNames:
         return self.prefix + ALERTS
 
     @property
-    def model_alerts(self) -> str:
-        return self.prefix + MODEL_ALERTS
-
-    @property
     def deadletter(self) -> str:
         return self.prefix + DEADLETTER
 
@@ -56,7 +51,7 @@ class TopicNames:
         return f"{self.prefix}framestream.alert.cooldowns-changelog"
 
     def all(self) -> list[str]:
-        return [self.frames, self.detections, self.alerts, self.model_alerts, self.deadletter]
+        return [self.frames, self.detections, self.alerts, self.deadletter]
 
 
 class TopicError(RuntimeError):

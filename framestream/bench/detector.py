@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from framestream.bench.photos import PHOTOS, MissingBenchInput, image_files
 from framestream.settings import REPO_ROOT, Settings
 from processors.decode import DecodeError
 from processors.detector import ObjectDetections, Thresholds, detect_batch
 from processors.nanodet import INPUT_NAME, OUTPUT_NAMES
 
-DEFAULT_IMAGES = REPO_ROOT / "tests" / "data" / "photos"
 
 
 class InProcessDetector:
@@ -140,7 +141,7 @@ def format_row(concurrency: int, served: RunFigures, local: RunFigures) -> str:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="framestream bench detector", description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="folder of .jpg/.png images")
+    parser.add_argument("--images", type=Path, default=PHOTOS, help="folder of .jpg/.png images")
     parser.add_argument("--requests", type=int, default=48, help="requests per run (default 48)")
     parser.add_argument("--concurrency", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 4, 8],
                         help="comma-separated concurrency levels (default 1,2,4,8)")
@@ -154,9 +155,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str], settings: Settings) -> int:
     args = parse_args(argv)
-    images = [p.read_bytes() for p in sorted(args.images.iterdir()) if p.suffix.lower() in {".jpg", ".jpeg", ".png"}]
-    if not images:
-        print(f"no .jpg/.jpeg/.png images in {args.images}")
+    try:
+        images = [path.read_bytes() for path in image_files(args.images)]
+    except MissingBenchInput as error:
+        print(f"framestream bench detector: {error}", file=sys.stderr)
         return 1
     url = settings.triton.url if args.triton_url is None else args.triton_url
     with ExitStack() as stack:

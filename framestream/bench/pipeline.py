@@ -32,6 +32,7 @@ from pathlib import Path
 import cv2
 from confluent_kafka import Producer
 
+from framestream.bench.photos import PHOTOS, Photo, load_photos
 from framestream.child_process import WorkerProcess
 from framestream.settings import REPO_ROOT, Settings
 from schemas import FrameMeta
@@ -39,15 +40,6 @@ from streams.inference import DetectorClient
 from streams.kafka_config import producer_config
 from streams.topics import TopicNames, create_deployment_topics
 
-PHOTOS = REPO_ROOT / "tests" / "data" / "photos"
-MAX_FRAME_BYTES = 900_000  # under librdkafka's 1 MB message.max.bytes
-
-
-@dataclass(frozen=True)
-class Photo:
-    data: bytes
-    width: int
-    height: int
 
 
 @dataclass(frozen=True)
@@ -55,17 +47,6 @@ class RoundFigures:
     frames_per_s: float
     p50_ms: float
     p95_ms: float
-
-
-def load_photos(folder: Path = PHOTOS) -> list[Photo]:
-    photos = []
-    for path in sorted(folder.glob("*.jpg")):
-        image = cv2.imread(str(path))
-        data = path.read_bytes()
-        if len(data) > MAX_FRAME_BYTES:
-            data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
-        photos.append(Photo(data, image.shape[1], image.shape[0]))
-    return photos
 
 
 def percentile(values: list[float], fraction: float) -> float:

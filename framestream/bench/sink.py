@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from streams.sinks.clickhouse_db import chdb_dsn, connect, migrate
+from framestream.bench.photos import load_photos
 from framestream.settings import REPO_ROOT, Settings
 from schemas import Alert, BoundingBox, DeadLetter, Detection, FrameDetections, ImageStats, StageTimings
 from schemas.alerts import Severity
 from streams.sinks.clickhouse import ClickHouseSink
+from streams.sinks.clickhouse_db import chdb_dsn, connect, migrate
 
-PHOTOS_DIR = Path("/work/dl/darknet/usr/share/darknet/data")
 MODEL_PATH = REPO_ROOT / "triton_models" / "nanodet" / "1" / "model.onnx"
 CLASSES = ("person", "car", "bicycle", "dog", "truck")
 
@@ -137,21 +137,13 @@ def detector_cpu_per_frame(frames: int) -> tuple[float, int]:
 
     session = ort.InferenceSession(str(MODEL_PATH), providers=["CPUExecutionProvider"])
     infer = lambda batch: dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})))  # noqa: E731
-    photos = [path.read_bytes() for path in sorted(PHOTOS_DIR.glob("*.jpg"))] or [_synthetic_jpeg()]
+    photos = [photo.data for photo in load_photos()]
     detect_batch(photos[:1], infer, [Thresholds()])  # warm-up: session initialisation is not per-frame cost
     images = [photos[i % len(photos)] for i in range(frames)]
     cpu_start = time.process_time()
     results = detect_batch(images, infer, [Thresholds()] * len(images), max_batch=1)
     cpu = time.process_time() - cpu_start
     return cpu / len(images), sum(len(result) for result in results if not isinstance(result, Exception))
-
-
-def _synthetic_jpeg() -> bytes:
-    import cv2
-    import numpy as np
-
-    image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
-    return cv2.imencode(".jpg", image)[1].tobytes()
 
 
 def percentile(values: list[float], fraction: float) -> float:

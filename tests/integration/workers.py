@@ -188,7 +188,7 @@ def read_topic(
 ) -> list[tuple[bytes | None, bytes]]:
     """Every record of ``topic`` (key, value) from the start of each partition, until none came for ``idle_s``.
 
-    Not bounded by high watermarks: Tansu's are too low after multi-record batches (DESIGN.md)."""
+    Not bounded by high watermarks: Tansu's are too low after multi-record batches (streams/kafka_config.py, quirk 1)."""
     consumer = Consumer(consumer_config(kafka, group_id=f"test-reader-{time.monotonic_ns()}"))
     try:
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])

@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from processors.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_for_size, decode_image, probe_size
+from processors.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_for_size, probe_size
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Full-size decode: what the detector does when no resize target is given."""
+    return decode_for_size(data, None, max_pixels).pixels
 
 
 def gradient_bgr(width: int, height: int) -> np.ndarray:

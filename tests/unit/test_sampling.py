@@ -7,7 +7,13 @@ import math
 
 import pytest
 
-from processors.sampling import FpsSampler, kept_indices, source_timestamp
+from processors.sampling import FpsSampler, source_timestamp
+
+
+def kept_indices(frame_count: int, source_fps: float, target_fps: float) -> list[int]:
+    """Indices of the frames one sampler keeps from ``frame_count`` frames at ``source_fps``."""
+    sampler = FpsSampler(target_fps)
+    return [index for index in range(frame_count) if sampler.keep(source_timestamp(index, source_fps))]
 
 
 @pytest.mark.parametrize(
