@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 import faust
 from faust.types import EventT
@@ -25,8 +26,8 @@ from processors.rules import CooldownState, RuleEvaluator
 from schemas import Alert, FrameDetections
 from schemas.base import utc_now
 from streams.context import WorkerContext, raw_topic
-from streams.deadletter import dead_letter_record
-from streams.delivery import Outgoing, hold, produce_in_order, release
+from streams.deadletter import DeadLetterRule, Rejection
+from streams.delivery import STAGE_RETRY, Outgoing, hold, produce_in_order, release
 
 log = logging.getLogger(__name__)
 COOLDOWNS_TABLE = "cooldowns"
@@ -46,16 +47,16 @@ def cooldowns_table(app: faust.App, context: WorkerContext) -> faust.Table:
     )  # fmt: skip
 
 
-def parse_detections(event: EventT) -> FrameDetections | tuple[str, str]:
-    """The frame's detections, or (reason, error type) when the record cannot be used here."""
+def parse_detections(event: EventT) -> FrameDetections | Rejection:
+    """The frame's detections, or why the record cannot be used here."""
     try:
         frame = FrameDetections.model_validate_json(event.message.value or b"")
     except ValidationError as error:
-        return f"invalid FrameDetections: {error}", "ValidationError"
+        return Rejection(f"invalid FrameDetections: {error}", "ValidationError")
     key = (event.message.key or b"").decode("utf-8", errors="replace")
     if key != frame.camera_id:
         # The cooldown state is stored in the record's partition, which is the key's.
-        return f"record key {key!r} differs from camera_id {frame.camera_id!r}", "KeyMismatch"
+        return Rejection(f"record key {key!r} differs from camera_id {frame.camera_id!r}", "KeyMismatch")
     return frame
 
 
@@ -67,20 +68,18 @@ class AlertStage:
         self.evaluator = evaluator
         self.table = table
         self.alerts_topic = alerts
-        self.deadletter_topic = deadletter
+        self.dead_letters = DeadLetterRule(deadletter, STAGE, self.metrics)
+        self.retry = STAGE_RETRY.capped(context.worker.retry_max_backoff_s)
 
     async def process(self, event: EventT) -> None:
         started = time.perf_counter()
-        frame = parse_detections(event)
-        if isinstance(frame, tuple):
-            await self._dead_letter(event, *frame)
+        outcome: FrameDetections | Rejection | None = parse_detections(event)
+        if isinstance(outcome, FrameDetections):
+            outcome = await self.dead_letters.guard_async(partial(self._evaluate, outcome))
+        if isinstance(outcome, Rejection):
+            await self._dead_letter(event, outcome)
         else:
-            try:
-                await self._evaluate(frame)
-                self.metrics.frames.labels(stage=STAGE, outcome="ok").inc()
-            except Exception as error:  # noqa: BLE001 - a bug must not crash the worker nor lose the frame
-                log.exception("unexpected error in alert; frame sent to the dead-letter topic")
-                await self._dead_letter(event, f"unexpected error in alert: {error!r}", type(error).__name__)
+            self.metrics.frames.labels(stage=STAGE, outcome="ok").inc()
         self.metrics.processed(event.message.tp, event.message.offset)
         self.metrics.latency.labels(stage=STAGE, step="evaluate").observe(time.perf_counter() - started)
 
@@ -88,18 +87,15 @@ class AlertStage:
         state: CooldownState = dict(self.table[frame.camera_id])
         evaluation = self.evaluator.evaluate(frame, state, raised_at=utc_now())
         if evaluation.alerts:
-            await produce_in_order([self._record(alert) for alert in evaluation.alerts],
-                                   ceiling_s=self.context.worker.retry_max_backoff_s)  # fmt: skip
+            await produce_in_order([self._record(alert) for alert in evaluation.alerts], retry=self.retry)
             for alert in evaluation.alerts:
                 self.metrics.alerts.labels(rule_id=alert.rule_id).inc()
                 log.info("alert", extra={"alert_id": alert.alert_id, "severity": alert.severity.value})
         if evaluation.state != state:
             self.table[frame.camera_id] = evaluation.state
 
-    async def _dead_letter(self, event: EventT, reason: str, error_type: str) -> None:
-        record = dead_letter_record(self.deadletter_topic, event, stage=STAGE, reason=reason,
-                                    error_type=error_type, metrics=self.metrics)  # fmt: skip
-        await produce_in_order([record], ceiling_s=self.context.worker.retry_max_backoff_s)
+    async def _dead_letter(self, event: EventT, rejection: Rejection) -> None:
+        await produce_in_order([self.dead_letters.record(event, rejection)], retry=self.retry)
         self.metrics.frames.labels(stage=STAGE, outcome="deadletter").inc()
 
     def _record(self, alert: Alert) -> Outgoing:

@@ -1,5 +1,5 @@
 """At-least-once plumbing shared by the agents: holding events until their outputs are
-delivered, producing outputs in order with retries, and backoff for transient faults.
+delivered, and producing outputs in order, retried with ``STAGE_RETRY`` while the broker fails.
 
 Why holding is needed: faust acks an event (marks its offset safe to commit) as
 soon as the code iterating a stream asks for the next one -- and also when the
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -26,8 +25,13 @@ from typing import Generic, TypeVar
 import faust
 from faust.types import EventT, StreamT
 
+from streams.retry import Backoff, RetryPolicy, log_retry
+
 log = logging.getLogger(__name__)
 ResultT = TypeVar("ResultT")
+# The stages' retry of transient faults (Kafka delivery, Triton): 0.2 s, 0.4 s, ... +-20 %;
+# each stage caps it at its worker's ``retry_max_backoff_s`` (``STAGE_RETRY.capped(...)``).
+STAGE_RETRY = RetryPolicy(initial_s=0.2, max_s=10.0, multiplier=2.0, jitter=0.2)
 
 
 def hold(events: Sequence[EventT]) -> None:
@@ -48,20 +52,6 @@ def release_now(events: Sequence[EventT]) -> None:
         event.ack()
 
 
-@dataclass
-class Backoff:
-    """Exponential backoff with jitter: 0.2 s, 0.4 s, ... up to ``ceiling_s``."""
-
-    ceiling_s: float = 10.0
-    first_s: float = 0.2
-    attempt: int = 0
-
-    def next_delay(self) -> float:
-        delay = min(self.ceiling_s, self.first_s * (2**self.attempt))
-        self.attempt += 1
-        return delay * random.uniform(0.8, 1.2)
-
-
 @dataclass(frozen=True)
 class Outgoing:
     topic: faust.TopicT
@@ -69,14 +59,14 @@ class Outgoing:
     value: bytes
 
 
-async def produce_in_order(outgoing: Sequence[Outgoing], *, ceiling_s: float = 10.0) -> int:
+async def produce_in_order(outgoing: Sequence[Outgoing], *, retry: RetryPolicy = STAGE_RETRY) -> int:
     """Produce and wait for delivery of every record, in order; returns the number of retries.
 
     When a delivery fails (the client already retried what it could), everything
     from the first failed record on is produced again: order is kept, and the
     duplicates a resend may create carry the same deterministic ids downstream.
     """
-    backoff = Backoff(ceiling_s=ceiling_s)
+    backoff = Backoff(retry)
     start = retries = 0
     while start < len(outgoing):
         futures = [await item.topic.send(key=item.key, value=item.value, force=True) for item in outgoing[start:]]
@@ -89,8 +79,8 @@ async def produce_in_order(outgoing: Sequence[Outgoing], *, ceiling_s: float = 1
         start += failed
         retries += 1
         delay = backoff.next_delay()
-        log.warning("delivery failed, producing again", extra={
-            "topic": outgoing[start].topic.get_topic_name(), "error": repr(results[failed]), "retry_in_s": delay})
+        topic = outgoing[start].topic.get_topic_name()
+        log_retry(log, f"delivery to {topic}", retries, delay, repr(results[failed]), topic=topic)
         await asyncio.sleep(delay)
     return retries
 

@@ -27,25 +27,17 @@ import faust
 from faust.types import EventT
 from pydantic import ValidationError
 
-from schemas.coco import COCO_CLASSES
 from processors.detector import ObjectDetections
 from schemas import BoundingBox, Detection, FrameDetections, FrameMeta, StageTimings
 from schemas.base import utc_now
+from schemas.coco import COCO_CLASSES
 from streams.context import WorkerContext, raw_topic
-from streams.deadletter import dead_letter_record
-from streams.delivery import Backoff, OrderedPipeline, Outgoing, hold, produce_in_order, release
-from streams.inference import DetectorClient, InferenceRejected, InferenceUnavailable, retry_transient
+from streams.deadletter import DeadLetterRule, Rejection
+from streams.delivery import STAGE_RETRY, OrderedPipeline, Outgoing, hold, produce_in_order, release
+from streams.inference import DetectorClient, InferenceRejected, retry_transient
 
 log = logging.getLogger(__name__)
 STAGE = "detect"
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """Why a frame goes to the dead-letter topic instead of the detections topic."""
-
-    reason: str
-    error_type: str
 
 
 @dataclass(frozen=True)
@@ -113,7 +105,8 @@ class DetectStage:
         self.context = context
         self.metrics = context.metrics
         self.detections_topic = detections
-        self.deadletter_topic = deadletter
+        self.dead_letters = DeadLetterRule(deadletter, STAGE, self.metrics)
+        self.retry = STAGE_RETRY.capped(context.worker.retry_max_backoff_s)
         self.client: DetectorClient | None = None  # made in start(): grpc.aio binds to the running loop
         # Our own bound (same as the client's) so the in-flight gauge and triton_ms see only requests on the wire.
         self.slots = asyncio.Semaphore(triton.max_in_flight)
@@ -124,12 +117,9 @@ class DetectStage:
         self.client = DetectorClient(
             triton.url, model_name=triton.model_name, max_in_flight=triton.max_in_flight, timeout_s=triton.timeout_s
         )
-        while True:  # no frame is consumed before the model answers; waiting is not skipping
-            try:
-                await self.client.wait_ready(self.context.worker.triton_ready_timeout_s)
-                break
-            except InferenceUnavailable as error:
-                log.warning("waiting for triton", extra={"error": str(error)[:300]})
+        # No frame is consumed before the model answers; waiting is not skipping.
+        ready = partial(self.client.wait_ready, self.context.worker.triton_ready_timeout_s)
+        await retry_transient(ready, what="waiting for Triton", retry=self.retry)
         self.model_version = await retry_transient(self.client.model_version, what="Triton model metadata")
         log.info("detector ready", extra={"triton_url": self.context.settings.triton.url,
                                            "model_version": self.model_version})
@@ -144,7 +134,7 @@ class DetectStage:
                          outcomes: Sequence[FrameDetections | Rejection]) -> None:  # fmt: skip
         """Produce the outputs in offset order (a camera's frames share a partition), then release."""
         outgoing = [self._record(event, outcome) for event, outcome in zip(events, outcomes, strict=True)]
-        retries = await produce_in_order(outgoing, ceiling_s=self.context.worker.retry_max_backoff_s)
+        retries = await produce_in_order(outgoing, retry=self.retry)
         self.metrics.retries.labels(stage=STAGE, target="kafka").inc(retries)
         await release(stream, events)
         for event, outcome in zip(events, outcomes, strict=True):
@@ -154,18 +144,11 @@ class DetectStage:
 
     def _record(self, event: EventT, outcome: FrameDetections | Rejection) -> Outgoing:
         if isinstance(outcome, Rejection):
-            return dead_letter_record(
-                self.deadletter_topic, event, stage=STAGE, reason=outcome.reason,
-                error_type=outcome.error_type, metrics=self.metrics,
-            )
+            return self.dead_letters.record(event, outcome)
         return Outgoing(self.detections_topic, outcome.camera_id.encode(), outcome.model_dump_json().encode())
 
     async def _process_frame(self, event: EventT, batched_at: float) -> FrameDetections | Rejection:
-        try:
-            return await self._detect_frame(event, batched_at)
-        except Exception as error:  # noqa: BLE001 - a bug must not crash the worker nor lose the frame
-            log.exception("unexpected error in detect; frame sent to the dead-letter topic")
-            return Rejection(f"unexpected error in detect: {error!r}", type(error).__name__)
+        return await self.dead_letters.guard_async(partial(self._detect_frame, event, batched_at))
 
     async def _detect_frame(self, event: EventT, batched_at: float) -> FrameDetections | Rejection:
         arrival = arrival_of(event, batched_at)
@@ -205,21 +188,18 @@ class DetectStage:
 
     async def _infer(self, image: bytes) -> tuple[ObjectDetections, float]:
         """One Triton request; retried while Triton is unavailable, never skipped."""
+        retried = self.metrics.retries.labels(stage=STAGE, target="triton")
+        return await retry_transient(partial(self._infer_once, image), what="Triton request", retry=self.retry,
+                                     on_retry=lambda _: retried.inc())  # fmt: skip
+
+    async def _infer_once(self, image: bytes) -> tuple[ObjectDetections, float]:
         triton = self.context.settings.triton
         assert self.client is not None, "start() first"
-        backoff = Backoff(ceiling_s=self.context.worker.retry_max_backoff_s)
-        while True:
-            try:
-                async with self.slots:
-                    with self.metrics.request_in_flight():
-                        started = time.perf_counter()
-                        found = await self.client.detect(image, triton.score_threshold, triton.iou_threshold)
-                        return found, time.perf_counter() - started
-            except InferenceUnavailable as error:
-                self.metrics.retries.labels(stage=STAGE, target="triton").inc()
-                delay = backoff.next_delay()
-                log.warning("triton unavailable, retrying", extra={"error": str(error)[:300], "retry_in_s": delay})
-                await asyncio.sleep(delay)
+        async with self.slots:
+            with self.metrics.request_in_flight():
+                started = time.perf_counter()
+                found = await self.client.detect(image, triton.score_threshold, triton.iou_threshold)
+                return found, time.perf_counter() - started
 
 
 def pending_frames_capacity(context: WorkerContext) -> int:

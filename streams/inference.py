@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
@@ -32,6 +31,7 @@ from processors.detector import (
     Thresholds,
     unpad_detections,
 )
+from streams.retry import OnRetry, RetryPolicy, retry_async
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ T = TypeVar("T")
 OUTPUT_NAMES = ("NUM_DETECTIONS", "BOXES", "SCORES", "CLASS_IDS")
 # Only a complaint about the request itself is permanent; anything else may heal.
 PERMANENT_STATUSES = frozenset({"StatusCode.INVALID_ARGUMENT"})
+# Retry of calls outside the stream stages (model metadata at start, ``framestream detect``).
+TRITON_RETRY = RetryPolicy(initial_s=0.5, max_s=30.0, multiplier=2.0, jitter=0.1)
 
 
 class DetectorClientSettings(BaseSettings):
@@ -162,7 +164,7 @@ class DetectorClient:
                 )
             except InferenceServerException as error:
                 raise classify(error) from error
-            except (OSError, asyncio.TimeoutError) as error:
+            except (TimeoutError, OSError) as error:
                 raise InferenceUnavailable(f"{type(error).__name__}: {error}") from error
         num, boxes, scores, class_ids = (result.as_numpy(name) for name in OUTPUT_NAMES)
         return [unpad_detections(int(num[i, 0]), boxes[i], scores[i], class_ids[i]) for i in range(len(images))]
@@ -208,31 +210,18 @@ class DetectorClient:
         await self.close()
 
 
+def is_unavailable(error: Exception) -> bool:
+    return isinstance(error, InferenceUnavailable)
+
+
 async def retry_transient(
     attempt: Callable[[], Awaitable[T]],
     *,
     what: str = "Triton request",
-    initial_delay_s: float = 0.5,
-    max_delay_s: float = 30.0,
+    retry: RetryPolicy = TRITON_RETRY,
+    on_retry: OnRetry | None = None,
 ) -> T:
-    """Await ``attempt()`` until it succeeds, retrying InferenceUnavailable with exponential
-    backoff (+-10 % jitter). It never gives up on its own: cancel it to stop. Every failed
-    attempt is logged; InferenceRejected and other errors propagate at once."""
-    delay = initial_delay_s
-    failures = 0
-    while True:
-        try:
-            return await attempt()
-        except InferenceUnavailable as error:
-            failures += 1
-            wait = delay * random.uniform(0.9, 1.1)
-            log.warning(
-                "%s failed (attempt %d), retrying in %.1f s: %s",
-                what,
-                failures,
-                wait,
-                error,
-                extra={"attempt": failures, "retry_in_s": round(wait, 2)},
-            )
-            await asyncio.sleep(wait)
-            delay = min(delay * 2.0, max_delay_s)
+    """Await ``attempt()`` until it succeeds, retrying InferenceUnavailable with ``retry``'s backoff.
+    It never gives up on its own: cancel it to stop. Every failed attempt is logged;
+    InferenceRejected and other errors propagate at once."""
+    return await retry_async(attempt, policy=retry, transient=is_unavailable, what=what, log=log, on_retry=on_retry)

@@ -23,18 +23,19 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 import faust
 from faust.types import EventT
 from pydantic import ValidationError
 
-from streams.sinks.clickhouse_db import connect, migrate
 from schemas import Alert, DeadLetter, FrameDetections
 from streams.context import WorkerContext, raw_topic
-from streams.deadletter import build_dead_letter, dead_letter_record
-from streams.delivery import Outgoing, hold, produce_in_order, release_now
+from streams.deadletter import DeadLetterRule, Rejection
+from streams.delivery import STAGE_RETRY, Outgoing, hold, produce_in_order, release_now
 from streams.sinks.clickhouse import ClickHouseSink, PermanentInsertError
-from streams.sinks.rows import RowConversionError, message_id
+from streams.sinks.clickhouse_db import connect, migrate
+from streams.sinks.rows import Persistable, RowConversionError, message_id
 
 log = logging.getLogger(__name__)
 STAGE = "persist"
@@ -54,7 +55,8 @@ class PersistStage:
         self.context = context
         self.metrics = context.metrics
         self.sink = sink
-        self.deadletter_topic = deadletter
+        self.dead_letters = DeadLetterRule(deadletter, STAGE, self.metrics)
+        self.retry = STAGE_RETRY.capped(context.worker.retry_max_backoff_s)
         self.models = {
             context.topics.detections: (FrameDetections, "detections"),
             context.topics.alerts: (Alert, "alerts"),
@@ -82,28 +84,28 @@ class PersistStage:
 
     def _add_one(self, event: EventT) -> Outgoing | None:
         """Parse and buffer one record; returns the dead letter to produce when it cannot be stored."""
-        topic = event.message.topic
-        model, kind = self.models[topic]
+        model, kind = self.models[event.message.topic]
+        stored = self.dead_letters.guard(partial(self._store, event, model))
+        if isinstance(stored, Rejection):
+            return self._reject(event, stored)
+        self.buffered[message_id(stored)] = Buffered(event, kind)
+        return None
+
+    def _store(self, event: EventT, model: type[Persistable]) -> Persistable | Rejection:
         try:
             message = model.model_validate_json(event.message.value or b"")
             self.sink.add(message)
         except (ValidationError, RowConversionError) as error:
-            return self._reject(event, f"cannot store as {model.__name__}: {error}", type(error).__name__)
-        except Exception as error:  # noqa: BLE001 - a bug must not crash the worker nor lose the record
-            log.exception("unexpected error in persist; record sent to the dead-letter topic")
-            return self._reject(event, f"unexpected error in persist: {error!r}", type(error).__name__)
-        self.buffered[message_id(message)] = Buffered(event, kind)
-        return None
+            return Rejection(f"cannot store as {model.__name__}: {error}", type(error).__name__)
+        return message
 
-    def _reject(self, event: EventT, reason: str, error_type: str) -> Outgoing | None:
+    def _reject(self, event: EventT, rejection: Rejection) -> Outgoing | None:
         """A dead letter for ``event``; on the dead-letter topic itself, store one here instead of looping."""
         self.metrics.frames.labels(stage=STAGE, outcome="deadletter").inc()
         if event.message.topic != self.context.topics.deadletter:
-            return dead_letter_record(self.deadletter_topic, event, stage=STAGE, reason=reason,
-                                      error_type=error_type, metrics=self.metrics)  # fmt: skip
-        letter = build_dead_letter(event, stage=STAGE, reason=f"unreadable dead letter: {reason}",
-                                   error_type=error_type)  # fmt: skip
-        self.metrics.dead_letters.labels(stage=STAGE, reason=error_type).inc()
+            return self.dead_letters.record(event, rejection)
+        unreadable = rejection._replace(reason=f"unreadable dead letter: {rejection.reason}")
+        letter = self.dead_letters.letter(event, unreadable)
         try:
             self.sink.add(letter)
             self.buffered[message_id(letter)] = Buffered(event, "deadletters")
@@ -114,7 +116,7 @@ class PersistStage:
 
     async def _produce(self, records: list[Outgoing]) -> None:
         if records:
-            await produce_in_order(records, ceiling_s=self.context.worker.retry_max_backoff_s)
+            await produce_in_order(records, retry=self.retry)
 
     async def _flush(self) -> None:
         started = time.perf_counter()
@@ -142,9 +144,8 @@ class PersistStage:
                           extra={"message_id": refused_id, "error": str(refused.cause)})  # fmt: skip
                 continue
             self.metrics.frames.labels(stage=STAGE, outcome="deadletter").inc()
-            records.append(dead_letter_record(
-                self.deadletter_topic, buffered.event, stage=STAGE, reason=f"ClickHouse refused it: {refused.cause}",
-                error_type=type(refused.cause).__name__, metrics=self.metrics))  # fmt: skip
+            rejection = Rejection(f"ClickHouse refused it: {refused.cause}", type(refused.cause).__name__)
+            records.append(self.dead_letters.record(buffered.event, rejection))
         return records
 
     def _count_persisted(self) -> None:

@@ -22,13 +22,13 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from streams.kafka_config import KafkaSettings
 from processors.sampling import FpsSampler
 from streams.ingest import metrics
 from streams.ingest.cameras import Camera
 from streams.ingest.frames import IngestError, dead_letter_for_file, dead_letter_for_frame, encode_frame
 from streams.ingest.sources import CapturedFrame, SourceError, open_source
-from streams.kafka_config import producer_config
+from streams.kafka_config import KafkaSettings, producer_config
+from streams.retry import RetryPolicy, log_retry
 from streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,8 @@ PERMANENT_ERRORS = frozenset({
     KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
     KafkaError._INVALID_ARG,
 })  # fmt: skip
-RETRY_INITIAL_S = 0.2
-RETRY_MAX_S = 5.0
+# A failed delivery is produced again after 0.2 s, 0.4 s, ... up to 5 s, for as long as it fails.
+DELIVERY_RETRY = RetryPolicy(initial_s=0.2, max_s=5.0, multiplier=2.0)
 
 
 @dataclass
@@ -275,12 +275,9 @@ class CameraIngest:
             too_large = error.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE)
             self._failed(record, self._describe(record, error), too_large=too_large)
         else:
-            delay = min(RETRY_INITIAL_S * 2**attempt, RETRY_MAX_S)
+            delay = DELIVERY_RETRY.delay(attempt)
             metrics.DELIVERY_RETRIES.labels(record.camera_id).inc()
-            log.warning(
-                "delivery failed, producing again",
-                extra={"camera": record.camera_id, "error": error.str(), "retry_in_s": delay},
-            )
+            log_retry(log, f"delivery to {record.topic}", attempt + 1, delay, error.str(), camera=record.camera_id)
             with self._lock:
                 self._progress[record.camera_id].delivery_retries += 1
                 self._retries.append((time.monotonic() + delay, attempt + 1, record))
@@ -312,8 +309,9 @@ class CameraIngest:
             if record.is_frame:
                 letter = dead_letter_for_frame(record.camera_id, record.topic, record.value, record.headers, reason,
                                                too_large=too_large)  # fmt: skip
-                dead = _Record(record.camera_id, self.topics.deadletter, record.key,
-                               letter.model_dump_json().encode(), [("fs-stage", b"ingest")], is_frame=False)  # fmt: skip
+                value = letter.model_dump_json().encode()
+                dead = _Record(record.camera_id, self.topics.deadletter, record.key, value, [("fs-stage", b"ingest")],
+                               is_frame=False)  # fmt: skip
                 # Produced by the delivery thread, not from inside this delivery callback;
                 # attempt 1 because it is counted as outstanding here already.
                 self._outstanding += 1

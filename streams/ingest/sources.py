@@ -15,7 +15,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple
@@ -32,6 +32,7 @@ from streams.ingest.cameras import (
     UrlSource,
     UsbSource,
 )
+from streams.retry import Backoff, RetryPolicy, log_retry
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class CapturedFrame(NamedTuple):
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Pacer:
@@ -294,13 +295,13 @@ class LiveStreamSource(FrameSource):
         return None
 
     def frames(self) -> Generator[CapturedFrame, None, None]:
-        delay = self.config.reconnect_initial_s
+        backoff = Backoff(RetryPolicy(initial_s=self.config.reconnect_initial_s, max_s=self.config.reconnect_max_s))
         while not self.stop_event.is_set():
             capture = self._open()
             if capture is not None:
                 try:
                     for frame in self._read(capture):
-                        delay = self.config.reconnect_initial_s  # healthy again: reset the backoff
+                        backoff.reset()  # healthy again
                         yield frame
                 finally:
                     capture.release()
@@ -309,12 +310,11 @@ class LiveStreamSource(FrameSource):
             self.reconnects += 1
             if self.on_reconnect is not None:
                 self.on_reconnect()
-            log.warning(
-                "camera stream unavailable, reconnecting", extra={"source": str(self.target), "retry_in_s": delay}
-            )
+            delay = backoff.next_delay()
+            log_retry(log, f"camera stream {self.target}", backoff.attempts, delay, "no frame (closed or unreachable)",
+                      source=str(self.target))  # fmt: skip
             if self.stop_event.wait(delay):
                 return
-            delay = min(delay * 2, self.config.reconnect_max_s)
 
     def _read(self, capture: cv2.VideoCapture) -> Iterator[CapturedFrame]:
         while not self.stop_event.is_set():

@@ -32,7 +32,6 @@ retrying blocks ``add``, which is the backpressure the pipeline wants.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +41,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.insert import InsertContext
 from prometheus_client import Counter, Gauge, Histogram
 
+from streams.retry import RetryCancelled, RetryPolicy, retry_sync
 from streams.sinks.clickhouse_db import is_row_error, is_transient, quote_identifier
 from streams.sinks.rows import TABLES, Persistable, Row, RowConversionError, Table, rows_for
 
@@ -55,6 +55,8 @@ __all__ = [
     "SinkFailure",
 ]
 LOOKUP_CHUNK = 2_000  # ids per lookup query: bounded query size however large the batch
+# Transient ClickHouse errors: 0.2 s, 0.4 s, ... up to 15 s, +-20 %, until they pass or cancel().
+CLICKHOUSE_RETRY = RetryPolicy(initial_s=0.2, max_s=15.0, multiplier=2.0, jitter=0.2)
 
 log = logging.getLogger(__name__)
 
@@ -88,20 +90,6 @@ class PermanentInsertError(RuntimeError):
         self.message_ids = tuple(message_ids)
         self.cause = cause
         super().__init__(f"{table}: rows of {', '.join(self.message_ids)} refused: {cause}")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter, capped at ``max_s``; retries go on until success or cancel."""
-
-    initial_s: float = 0.2
-    max_s: float = 15.0
-    multiplier: float = 2.0
-    jitter: float = 0.2
-
-    def delay(self, attempt: int) -> float:
-        base = min(self.max_s, self.initial_s * self.multiplier**attempt)
-        return base * (1.0 + random.uniform(-self.jitter, self.jitter))
 
 
 @dataclass(frozen=True)
@@ -145,7 +133,7 @@ class ClickHouseSink:
         *,
         max_rows: int = 10_000,
         max_interval_s: float = 1.0,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = CLICKHOUSE_RETRY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_rows < 1 or max_interval_s <= 0:
@@ -265,7 +253,7 @@ class ClickHouseSink:
         fresh = [row for row in rows if table.row_id(row) not in stored]
         if fresh:
             context = self._insert_context(client, table)
-            context.data = list(zip(*fresh))
+            context.data = list(zip(*fresh, strict=True))
             client.insert(context=context)
             INSERTS.labels(table.name).inc()
         INSERT_SECONDS.labels(table.name).observe(time.perf_counter() - started)
@@ -304,24 +292,17 @@ class ClickHouseSink:
         return {str(value) for (value,) in client.query(sql, parameters=parameters).result_rows}
 
     def _retrying(self, table: Table, operation: Callable[[Client], tuple[int, int]]) -> tuple[int, int]:
-        attempt = 0
-        while True:
-            try:
-                return operation(self._get_client())
-            except Exception as error:
-                if not is_transient(error):
-                    raise
-                delay = self._retry.delay(attempt)
-                attempt += 1
-                RETRIES.labels(table.name).inc()
-                log.warning(
-                    "ClickHouse unavailable, retrying",
-                    extra={"table": table.name, "attempt": attempt, "retry_in_s": round(delay, 3), "error": str(error)},
-                )
-                if getattr(error, "code", None) is None:
-                    self._discard_client()  # the connection itself failed: open a new one next time
-                if self._cancelled.wait(delay):
-                    raise SinkCancelled(f"cancelled while {table.name} waited for ClickHouse") from error
+        def on_retry(error: Exception) -> None:
+            RETRIES.labels(table.name).inc()
+            if getattr(error, "code", None) is None:
+                self._discard_client()  # the connection itself failed: open a new one next time
+
+        try:
+            return retry_sync(lambda: operation(self._get_client()), policy=self._retry, transient=is_transient,
+                              what=f"ClickHouse insert into {table.name}", log=log, stop=self._cancelled,
+                              on_retry=on_retry, extra={"table": table.name})  # fmt: skip
+        except RetryCancelled as cancelled:
+            raise SinkCancelled(f"cancelled while {table.name} waited for ClickHouse") from cancelled.__cause__
 
     def _get_client(self) -> Client:
         if self._client is None:

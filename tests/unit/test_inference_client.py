@@ -11,6 +11,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from streams.inference import DetectorClient, InferenceRejected, InferenceUnavailable, classify, retry_transient
+from streams.retry import RetryPolicy
 
 
 @pytest.mark.parametrize(
@@ -53,7 +54,7 @@ class Flaky:
 def test_retry_transient_retries_until_success_and_logs_each_attempt(caplog: pytest.LogCaptureFixture) -> None:
     attempt = Flaky(InferenceUnavailable("down"), InferenceUnavailable("still down"))
     with caplog.at_level(logging.WARNING, logger="streams.inference"):
-        result = asyncio.run(retry_transient(attempt, what="detect", initial_delay_s=0.001))
+        result = asyncio.run(retry_transient(attempt, what="detect", retry=RetryPolicy(initial_s=0.001, max_s=30.0)))
     assert (result, attempt.calls) == ("done", 3)
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 2 and "attempt 1" in warnings[0] and "still down" in warnings[1]
@@ -63,7 +64,7 @@ def test_retry_transient_retries_until_success_and_logs_each_attempt(caplog: pyt
 def test_retry_transient_lets_other_errors_through_at_once(error: Exception) -> None:
     attempt = Flaky(error)
     with pytest.raises(type(error)):
-        asyncio.run(retry_transient(attempt, initial_delay_s=0.001))
+        asyncio.run(retry_transient(attempt, retry=RetryPolicy(initial_s=0.001, max_s=30.0)))
     assert attempt.calls == 1
 
 
@@ -71,7 +72,7 @@ def test_retry_transient_never_gives_up_but_can_be_cancelled() -> None:
     attempt = Flaky(*[InferenceUnavailable("down")] * 10_000)
 
     async def run_for_a_while() -> None:
-        task = asyncio.ensure_future(retry_transient(attempt, initial_delay_s=0.001, max_delay_s=0.002))
+        task = asyncio.ensure_future(retry_transient(attempt, retry=RetryPolicy(initial_s=0.001, max_s=0.002)))
         await asyncio.sleep(0.3)
         assert not task.done()
         task.cancel()

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 from faust.types.tuples import Message
 
-from streams.delivery import Backoff, OrderedPipeline, Outgoing, hold, produce_in_order
+from streams.delivery import STAGE_RETRY, OrderedPipeline, Outgoing, hold, produce_in_order
+from streams.retry import Backoff, RetryPolicy
 
 
 def delivered_message(offset: int = 0) -> Message:
@@ -40,7 +41,7 @@ def test_without_hold_faust_acks_at_once() -> None:
     ],
 )
 def test_backoff_doubles_up_to_its_ceiling(ceiling_s: float, expected_bases: list[float]) -> None:
-    backoff = Backoff(ceiling_s=ceiling_s)
+    backoff = Backoff(STAGE_RETRY.capped(ceiling_s))
     for base in expected_bases:
         assert base * 0.8 <= backoff.next_delay() <= base * 1.2
 
@@ -129,7 +130,7 @@ class FlakyTopic:
 def test_produce_in_order_resends_from_the_first_failure_keeping_order() -> None:
     topic = FlakyTopic(fail_on_attempts={2})
     records = [Outgoing(topic, b"k", value) for value in (b"a", b"b", b"c")]
-    retries = asyncio.run(produce_in_order(records, ceiling_s=0.01))
+    retries = asyncio.run(produce_in_order(records, retry=RetryPolicy(initial_s=0.01, max_s=0.01)))
     assert retries == 1
     # b failed; b and everything after it are produced again, so the last copy of each is in order.
     assert topic.delivered == [b"a", b"c", b"b", b"c"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,9 +16,11 @@ from processors.detector import ObjectDetections
 from schemas import DeadLetter, StageTimings
 from streams.alert import parse_detections
 from streams.app import Stage, app_id, parse_stages
-from streams.deadletter import build_dead_letter, dead_letter_record
-from streams.detect import FrameArrival, Rejection, parse_frame, timings_of, to_detections
+from streams.deadletter import DeadLetterRule, Rejection, build_dead_letter
+from streams.detect import FrameArrival, parse_frame, timings_of, to_detections
+from streams.inference import InferenceUnavailable
 from streams.metrics import WorkerMetrics
+from streams.retry import RetryCancelled
 from streams.topics import TopicNames
 from tests.factories import BASE_TIME, make_frame_detections, make_frame_meta
 
@@ -150,12 +155,100 @@ def test_dead_letter_keeps_the_original_bytes_key_and_headers() -> None:
 def test_dead_letter_record_counts_by_stage_and_error_class() -> None:
     metrics = WorkerMetrics("w", CollectorRegistry())
     topic = SimpleNamespace(name="dl")
-    record = dead_letter_record(topic, event(b"x"), stage="alert", reason="bad", error_type="ValidationError",
-                                metrics=metrics)  # fmt: skip
+    record = DeadLetterRule(topic, "alert", metrics).record(event(b"x"), Rejection("bad", "ValidationError"))
     assert record.topic is topic and record.key == b"cam-1"
     assert DeadLetter.model_validate_json(record.value).stage == "alert"
     assert metrics.registry.get_sample_value(
         "framestream_dead_letters_total", {"stage": "alert", "reason": "ValidationError"}) == 1.0
+
+
+class Boom(Exception):
+    """A bug in a stage: an error no check foresaw."""
+
+
+def work_raising(error: BaseException | None) -> Callable[[], str]:
+    def work() -> str:
+        if error is not None:
+            raise error
+        return "stored"
+
+    return work
+
+
+# What the rule makes of the work on one record: its result, a Rejection (reason, error type) that
+# keeps the error for its traceback, or the error passed through.
+GUARD_CASES = [
+    (None, "stored"),
+    (Boom("bad state"), ("unexpected error in persist: Boom('bad state')", "Boom")),
+    (KeyError("rule-7"), ("unexpected error in persist: KeyError('rule-7')", "KeyError")),
+    (InferenceUnavailable("triton down"), InferenceUnavailable),  # transient: retried where it happened
+    (ConnectionError("refused"), ConnectionError),
+    (TimeoutError(), TimeoutError),
+    (RetryCancelled("stopping"), RetryCancelled),
+]
+
+
+@pytest.mark.parametrize(("error", "expected"), GUARD_CASES)
+def test_dead_letter_rule_guards_one_record(error: BaseException | None, expected: object) -> None:
+    rule = DeadLetterRule(SimpleNamespace(name="dl"), "persist", WorkerMetrics("w", CollectorRegistry()))
+    if isinstance(expected, type):
+        with pytest.raises(expected):
+            rule.guard(work_raising(error))
+    else:
+        assert_outcome(rule.guard(work_raising(error)), expected, error)
+
+
+def assert_outcome(outcome: object, expected: object, error: BaseException | None) -> None:
+    if isinstance(expected, tuple):
+        assert isinstance(outcome, Rejection) and outcome == (*expected, error)
+    else:
+        assert outcome == expected
+
+
+@pytest.mark.parametrize(("error", "expected"), GUARD_CASES)
+def test_dead_letter_rule_guards_one_record_async(error: BaseException | None, expected: object) -> None:
+    rule = DeadLetterRule(SimpleNamespace(name="dl"), "persist", WorkerMetrics("w", CollectorRegistry()))
+
+    async def work() -> str:
+        return work_raising(error)()
+
+    if isinstance(expected, type):
+        with pytest.raises(expected):
+            asyncio.run(rule.guard_async(work))
+    else:
+        assert_outcome(asyncio.run(rule.guard_async(work)), expected, error)
+
+
+def test_dead_letter_rule_never_catches_a_cancellation() -> None:
+    rule = DeadLetterRule(SimpleNamespace(name="dl"), "detect", WorkerMetrics("w", CollectorRegistry()))
+
+    async def work() -> str:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(rule.guard_async(work))
+
+
+@pytest.mark.parametrize(
+    ("rejection", "level", "with_traceback"),
+    [
+        (Rejection("invalid FrameDetections", "ValidationError"), logging.WARNING, False),
+        (Rejection("unexpected error in alert: Boom()", "Boom", Boom()), logging.ERROR, True),
+    ],
+)
+def test_dead_letter_rule_logs_each_letter_once_and_keeps_the_original(
+    rejection: Rejection, level: int, with_traceback: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = WorkerMetrics("w", CollectorRegistry())
+    rule = DeadLetterRule(SimpleNamespace(name="dl"), "alert", metrics)
+    with caplog.at_level(logging.WARNING, logger="streams.deadletter"):
+        record = rule.record(event(b"\x00raw", key=b"cam-9", offset=11), rejection)
+    letter = DeadLetter.model_validate_json(record.value)
+    assert (letter.stage, letter.reason, letter.error_type) == ("alert", rejection.reason, rejection.error_type)
+    assert (letter.original, letter.key, letter.source_offset, record.key) == (b"\x00raw", b"cam-9", 11, b"cam-9")
+    assert [(r.levelno, r.exc_info is not None) for r in caplog.records] == [(level, with_traceback)]
+    assert metrics.registry.get_sample_value(
+        "framestream_dead_letters_total", {"stage": "alert", "reason": rejection.error_type}) == 1.0
 
 
 # --- metrics ------------------------------------------------------------------------------------
