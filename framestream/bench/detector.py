@@ -25,7 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 from framestream.bench.photos import PHOTOS, MissingBenchInput, image_files
-from framestream.settings import REPO_ROOT, Settings
+from framestream.settings import Settings
 from processors.decode import DecodeError
 from processors.detector import ObjectDetections, Thresholds, detect_batch
 from processors.nanodet import INPUT_NAME, OUTPUT_NAMES
