@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -49,7 +50,7 @@ MIN_JAVA_VERSION = 17  # Kafka 4.x brokers need Java 17
 JAVA_OPTIONS = ("-Xmx512m", "-XX:+UseSerialGC", "-Djava.awt.headless=true")
 CLUSTER_SIZE = 3
 STARTED_LINE = "Kafka Server started"  # kafka.server.KafkaRaftServer, once the node serves requests
-_BIND_FAILURE = re.compile(r"Address already in use|failed to bind", re.I)
+_BIND_FAILURE = re.compile(r"Socket server failed to bind|java.net.BindException")
 _JAVA_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
 
 
@@ -278,17 +279,22 @@ class KafkaNode:
         return self
 
     def started(self) -> bool:
-        """Whether this start logged "Kafka Server started"; raises if the JVM has exited."""
+        """Whether this start logged "Kafka Server started"; raises if the JVM has exited or
+        failed to bind (after a bind failure Kafka logs a fatal error but may linger for minutes)."""
         self.raise_if_exited()
-        return STARTED_LINE in self._process.log_since_start()
+        log_text = self._process.log_since_start()
+        if _BIND_FAILURE.search(log_text):
+            raise BrokerPortInUse(f"Kafka node {self.node_id} could not bind {LOCALHOST}:{self.ports.broker} or "
+                                  f":{self.ports.controller} (already in use); see {self.log_path}")  # fmt: skip
+        return STARTED_LINE in log_text
 
     def raise_if_exited(self) -> None:
         if self._process.running or self._process.pid is None:
             return
         tail = self._process.log_tail(30)
         if _BIND_FAILURE.search(tail):
-            raise BrokerPortInUse(f"Kafka node {self.node_id} could not bind {self.ports} (already in use); "
-                                  f"see {self.log_path}")  # fmt: skip
+            raise BrokerPortInUse(f"Kafka node {self.node_id} could not bind {LOCALHOST}:{self.ports.broker} or "
+                                  f":{self.ports.controller} (already in use); see {self.log_path}")  # fmt: skip
         raise BrokerError(f"Kafka node {self.node_id} exited with {self._process.poll()}; "
                           f"see {self.log_path}:\n{tail}")  # fmt: skip
 
@@ -328,7 +334,8 @@ class LocalKafkaCluster:
 
     def __init__(self, data_dir: Path, *, size: int = CLUSTER_SIZE, ports: list[NodePorts] | None = None,
                  log_dir: Path | None = None, partitions: int = 4, fresh: bool = True,
-                 startup_timeout_s: float = 180.0, grace_s: float = 30.0, libs_dir: Path = LIBS_DIR) -> None:  # fmt: skip
+                 startup_timeout_s: float = 180.0, grace_s: float = 30.0, libs_dir: Path = LIBS_DIR,
+                 extra_properties: Mapping[str, str] | None = None) -> None:  # fmt: skip
         if ports is not None and len(ports) != size:
             raise ValueError(f"{len(ports)} port pairs for {size} nodes")
         self.data_dir = Path(data_dir)
@@ -339,6 +346,9 @@ class LocalKafkaCluster:
         self.startup_timeout_s = startup_timeout_s
         self.grace_s = grace_s
         self.libs_dir = libs_dir
+        # Broker settings over the generated ones, on every node (e.g. a test's
+        # log.retention.check.interval.ms); values are written as given.
+        self.extra_properties = dict(extra_properties or {})
         self.cluster_id = new_cluster_id()
         self._requested_ports = ports
         self.nodes: list[KafkaNode] = []
@@ -406,6 +416,7 @@ class LocalKafkaCluster:
         node_dir = self.data_dir / f"node-{node_id}"
         properties = node_properties(node_id, ports, quorum, node_dir / "log", host=LOCALHOST,
                                      replication_factor=self.replication_factor, partitions=self.partitions)  # fmt: skip
+        properties.update(self.extra_properties)
         return KafkaNode(node_id, ports, node_dir, self.log_dir / f"kafka-{node_id}.log", cluster_id=self.cluster_id,
                          properties=properties, java=java, classpath=classpath, grace_s=self.grace_s)  # fmt: skip
 
@@ -495,7 +506,8 @@ class LocalKafka(LocalKafkaCluster):
 
     def __init__(self, data_dir: Path, *, port: int | None = None, controller_port: int | None = None,
                  log_dir: Path | None = None, partitions: int = 4, fresh: bool = True,
-                 startup_timeout_s: float = 120.0, grace_s: float = 30.0, libs_dir: Path = LIBS_DIR) -> None:  # fmt: skip
+                 startup_timeout_s: float = 120.0, grace_s: float = 30.0, libs_dir: Path = LIBS_DIR,
+                 extra_properties: Mapping[str, str] | None = None) -> None:  # fmt: skip
         ports = None
         if port is not None or controller_port is not None:
             broker_port = port or free_port(LOCALHOST)
@@ -503,7 +515,8 @@ class LocalKafka(LocalKafkaCluster):
                 controller_port = free_port(LOCALHOST)
             ports = [NodePorts(broker_port, controller_port)]
         super().__init__(data_dir, size=1, ports=ports, log_dir=log_dir, partitions=partitions, fresh=fresh,
-                         startup_timeout_s=startup_timeout_s, grace_s=grace_s, libs_dir=libs_dir)  # fmt: skip
+                         startup_timeout_s=startup_timeout_s, grace_s=grace_s, libs_dir=libs_dir,
+                         extra_properties=extra_properties)  # fmt: skip
 
     @property
     def port(self) -> int:
