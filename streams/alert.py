@@ -27,7 +27,7 @@ from schemas import Alert, FrameDetections
 from schemas.base import utc_now
 from streams.context import WorkerContext, raw_topic
 from streams.deadletter import DeadLetterRule, Rejection
-from streams.delivery import STAGE_RETRY, Outgoing, hold, produce_in_order, release
+from streams.delivery import Outgoing, hold, produce_in_order, release
 
 log = logging.getLogger(__name__)
 COOLDOWNS_TABLE = "cooldowns"
@@ -69,7 +69,7 @@ class AlertStage:
         self.table = table
         self.alerts_topic = alerts
         self.dead_letters = DeadLetterRule(deadletter, STAGE, self.metrics)
-        self.retry = STAGE_RETRY.capped(context.worker.retry_max_backoff_s)
+        self.retry = context.retry
 
     async def process(self, event: EventT) -> None:
         started = time.perf_counter()

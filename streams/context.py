@@ -16,9 +16,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.rules import RuleSet
+from streams.delivery import STAGE_RETRY
 from streams.inference import DetectorClientSettings
 from streams.kafka_config import KafkaSettings
 from streams.metrics import WorkerMetrics
+from streams.retry import RetryPolicy
 from streams.sinks.clickhouse_db import ClickHouseSettings
 from streams.topics import TopicNames
 
@@ -68,6 +70,11 @@ class WorkerContext:
     worker_id: str
     rules: RuleSet | None = None  # the alert stage's rules, loaded (and validated) by the caller
     closers: list[Callable[[], None]] = field(default_factory=list)  # run after the worker stops
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How the stages retry a transient fault: ``STAGE_RETRY`` capped at this worker's ceiling."""
+        return STAGE_RETRY.capped(self.worker.retry_max_backoff_s)
 
 
 def raw_topic(app: faust.App, *names: str) -> faust.TopicT:

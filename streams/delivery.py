@@ -30,7 +30,7 @@ from streams.retry import Backoff, RetryPolicy, log_retry
 log = logging.getLogger(__name__)
 ResultT = TypeVar("ResultT")
 # The stages' retry of transient faults (Kafka delivery, Triton): 0.2 s, 0.4 s, ... +-20 %;
-# each stage caps it at its worker's ``retry_max_backoff_s`` (``STAGE_RETRY.capped(...)``).
+# each stage caps it at its worker's ``retry_max_backoff_s`` (``WorkerContext.retry``).
 STAGE_RETRY = RetryPolicy(initial_s=0.2, max_s=10.0, multiplier=2.0, jitter=0.2)
 
 

@@ -33,7 +33,7 @@ from schemas.base import utc_now
 from schemas.coco import COCO_CLASSES
 from streams.context import WorkerContext, raw_topic
 from streams.deadletter import DeadLetterRule, Rejection
-from streams.delivery import STAGE_RETRY, OrderedPipeline, Outgoing, hold, produce_in_order, release
+from streams.delivery import OrderedPipeline, Outgoing, hold, produce_in_order, release
 from streams.inference import DetectorClient, InferenceRejected, retry_transient
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class DetectStage:
         self.metrics = context.metrics
         self.detections_topic = detections
         self.dead_letters = DeadLetterRule(deadletter, STAGE, self.metrics)
-        self.retry = STAGE_RETRY.capped(context.worker.retry_max_backoff_s)
+        self.retry = context.retry
         self.client: DetectorClient | None = None  # made in start(): grpc.aio binds to the running loop
         # Our own bound (same as the client's) so the in-flight gauge and triton_ms see only requests on the wire.
         self.slots = asyncio.Semaphore(triton.max_in_flight)

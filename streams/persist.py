@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from schemas import Alert, DeadLetter, FrameDetections
 from streams.context import WorkerContext, raw_topic
 from streams.deadletter import DeadLetterRule, Rejection
-from streams.delivery import STAGE_RETRY, Outgoing, hold, produce_in_order, release_now
+from streams.delivery import Outgoing, hold, produce_in_order, release_now
 from streams.sinks.clickhouse import ClickHouseSink, PermanentInsertError
 from streams.sinks.clickhouse_db import connect, migrate
 from streams.sinks.rows import Persistable, RowConversionError, message_id
@@ -56,7 +56,7 @@ class PersistStage:
         self.metrics = context.metrics
         self.sink = sink
         self.dead_letters = DeadLetterRule(deadletter, STAGE, self.metrics)
-        self.retry = STAGE_RETRY.capped(context.worker.retry_max_backoff_s)
+        self.retry = context.retry
         self.models = {
             context.topics.detections: (FrameDetections, "detections"),
             context.topics.alerts: (Alert, "alerts"),
