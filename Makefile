@@ -8,7 +8,7 @@ setup:
 demo: setup
 	.venv/bin/framestream run
 
-# (b) the test suite (unit + integration against real Tansu, tritonserver and chDB)
+# (b) the test suite (unit + integration against real Apache Kafka, or Tansu without Java; tritonserver; chDB)
 test: setup
 	.venv/bin/python -m pytest
 
