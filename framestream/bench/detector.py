@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 from framestream.bench.photos import PHOTOS, MissingBenchInput, image_files
+from framestream.bench.report import write_json
 from framestream.settings import Settings
 from processors.decode import DecodeError
 from processors.detector import ObjectDetections, Thresholds, detect_batch
@@ -147,6 +148,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="comma-separated concurrency levels (default 1,2,4,8)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per level; medians are reported (default 3)")
     parser.add_argument("--triton-url", default=None, help="use this Triton (host:port) instead of starting one")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.rounds < 1 or min(args.concurrency) < 1:
         parser.error("--requests, --rounds and every --concurrency must be at least 1")
@@ -173,5 +175,22 @@ def main(argv: list[str], settings: Settings) -> int:
               f"median of {args.rounds} rounds; served = Triton at {url}, in-process = onnxruntime "
               f"{ort.__version__} in this process")
         print(HEADER)
-        asyncio.run(measure(url, detector, images, args, report=print))
+        rows = asyncio.run(measure(url, detector, images, args, report=print))
+    if args.json is not None:
+        write_json(args.json, json_figures(args, url, rows))
     return 0
+
+
+def json_figures(args: argparse.Namespace, url: str, rows: list[tuple[int, RunFigures, RunFigures]]) -> dict[str, object]:
+    """Per concurrency: served and in-process images/s, their ratio, and the latencies (medians of rounds)."""
+    return {
+        "bench": "detector", "requests": args.requests, "rounds": args.rounds, "triton_url": url,
+        "onnxruntime": ort.__version__,
+        "concurrency": [
+            {"concurrency": concurrency, "served_fps": round(served.images_per_s, 2),
+             "inprocess_fps": round(local.images_per_s, 2), "ratio": round(served.images_per_s / local.images_per_s, 3),
+             "served_p50_ms": round(served.p50_ms, 1), "served_p95_ms": round(served.p95_ms, 1),
+             "inprocess_p50_ms": round(local.p50_ms, 1), "inprocess_p95_ms": round(local.p95_ms, 1)}
+            for concurrency, served, local in rows
+        ],
+    }  # fmt: skip

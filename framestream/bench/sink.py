@@ -26,6 +26,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from framestream.bench.photos import load_photos
+from framestream.bench.report import write_json
 from framestream.settings import REPO_ROOT, Settings
 from schemas import Alert, BoundingBox, DeadLetter, Detection, FrameDetections, ImageStats, StageTimings
 from schemas.alerts import Severity
@@ -57,6 +58,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-interval", type=float, default=1.0, help="sink max_interval_s")
     parser.add_argument("--max-rows", type=int, default=10_000, help="sink max_rows")
     parser.add_argument("--detector-frames", type=int, default=8, help="photos run through the ONNX detector")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.rate is not None:
         args.objects = max(0, round(args.rate / (args.cameras * args.fps)))
@@ -197,4 +199,29 @@ def main(argv: list[str], settings: Settings) -> int:
             client.close()
     detect_cpu, detections_seen = detector_cpu_per_frame(args.detector_frames)
     print_report(args, stats, detect_cpu, detections_seen)
+    if args.json is not None:
+        write_json(args.json, json_figures(args, stats, detect_cpu))
     return 0
+
+
+def json_figures(args: argparse.Namespace, stats: LoadStats, detect_cpu: float) -> dict[str, object]:
+    """The printed figures: per table rows/s, INSERTs/s and INSERT latency; the sink's CPU beside the detector's."""
+    frames_per_s = stats.frames / stats.wall_s
+    sink_per_s = (stats.cpu_total_s - stats.cpu_generate_s) / stats.wall_s
+    detect_per_s = detect_cpu * frames_per_s
+    tables = {}
+    for table, rows in stats.rows.items():
+        timings = [seconds * 1000 for seconds in stats.seconds[table]]
+        tables[table] = {"rows_per_s": round(rows / stats.wall_s, 2),
+                         "inserts_per_s": round(stats.inserts[table] / stats.wall_s, 3),
+                         "insert_p50_ms": round(statistics.median(timings), 2),
+                         "insert_p95_ms": round(percentile(timings, 0.95), 2)}  # fmt: skip
+    return {
+        "bench": "sink", "cameras": args.cameras, "fps": args.fps, "objects": args.objects,
+        "seconds": round(stats.wall_s, 2), "frames_per_s": round(frames_per_s, 2),
+        "detections_per_s_target": args.cameras * args.fps * args.objects, "tables": tables,
+        "max_inserts_per_s": round(max(stats.inserts.values()) / stats.wall_s, 3),
+        "sink_cpu_s_per_s": round(sink_per_s, 4), "generate_cpu_s": round(stats.cpu_generate_s, 3),
+        "detector_cpu_ms_per_frame": round(detect_cpu * 1000, 2), "detector_cpu_s_per_s": round(detect_per_s, 3),
+        "sink_share_of_cpu": round(sink_per_s / (sink_per_s + detect_per_s), 5),
+    }  # fmt: skip
