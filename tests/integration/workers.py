@@ -107,6 +107,7 @@ def worker_env(kafka: KafkaSettings, *, triton_url: str, data_dir: Path, rules_f
         "FRAMESTREAM_KAFKA_PROFILE": kafka.profile.value,
         "FRAMESTREAM_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
         "FRAMESTREAM_KAFKA_PARTITIONS": str(kafka.partitions),
+        "FRAMESTREAM_KAFKA_REPLICATION_FACTOR": str(kafka.replication_factor),
         "FRAMESTREAM_KAFKA_RETENTION_MS": str(kafka.retention_ms),
         "FRAMESTREAM_TRITON_URL": triton_url,
         "FRAMESTREAM_DATA_DIR": str(data_dir),

@@ -1,0 +1,369 @@
+"""Broker failover on a three-node Apache Kafka (KRaft) cluster: replication factor 3,
+``min.insync.replicas=2``, the production topic creation and client settings.
+
+The pipeline runs as separate worker processes (detect, alert, persist) against the real
+tritonserver and chDB while an acks=all, idempotent producer feeds frames of four cameras.
+Mid-stream the broker leading the frames partitions is killed with SIGKILL (no controlled
+shutdown), the pipeline has to keep going on the other two, the broker is restarted and
+allowed back into every ISR; then the broker leading the frames partitions at that point
+(another one) is killed and restarted the same way. One broker down at a time, so every
+acks=all write still has its two in-sync replicas.
+
+Afterwards: every frame is in ClickHouse exactly once, the alert ids on the alerts topic are
+exactly the ones the rules give for the frames produced, nothing went to the dead letters,
+and every frame the producer was told was delivered made it downstream.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from framestream.services.kafka import LocalKafkaCluster, fetch_cluster_metadata, kafka_unavailable_reason
+from framestream.settings import BrokerProfile, KafkaSettings
+from schemas import Alert, FrameMeta
+from streams.app import Stage, app_id
+from streams.kafka_config import producer_config
+from streams.topics import TopicNames, create_deployment_topics
+from tests.integration.workers import (
+    WorkerProcess,
+    WorkerStore,
+    committed_offsets,
+    end_offsets,
+    photo_bytes,
+    read_topic,
+    wait_until,
+    worker_env,
+    worker_store,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# As in test_recovery.py: capture times 0.5 s apart, so the 2 s and 3 s cooldowns make every
+# 4th (person) and every 6th (dog) frame of a camera alert.
+SPACING_S = 0.5
+RULES = """
+rules:
+  - id: person-seen
+    description: Person seen
+    classes: [person]
+    min_score: 0.35
+    cooldown_s: 2
+  - id: dog-seen
+    description: Dog seen
+    classes: [dog]
+    min_score: 0.5
+    cooldown_s: 3
+"""
+CAMERAS = {"cam-a": "person", "cam-b": "dog", "cam-c": "kite", "cam-d": "horses"}
+PARTITIONS = 4  # camera i -> partition i: every frames partition carries a camera
+# The producer sends a round (a frame of every camera) every ROUND_S for as long as the
+# failover sequence lasts, at most MAX_ROUNDS, and waits while more than MAX_BACKLOG frames
+# are not yet in ClickHouse: on two shared cores Triton detects a few frames a second, and an
+# unbounded backlog would only make the test longer. The feed is never paused by the outages
+# themselves (the backlog is free when a broker dies): frames are in flight when it happens.
+ROUND_S = 1.0
+MAX_ROUNDS = 100
+MAX_BACKLOG = 4 * len(CAMERAS)
+# Frames the pipeline must store while a broker is down (per outage) and after both restarts.
+PROGRESS_FRAMES = 2 * len(CAMERAS)
+
+
+def expected_alerts(per_camera: int) -> set[str]:
+    """person.jpg has a person and a dog, dog.jpg a dog, kite.jpg people, horses.jpg neither."""
+    seqs = range(per_camera)
+    person = {f"person-seen:{camera}:{seq}" for camera in ("cam-a", "cam-c") for seq in seqs if seq % 4 == 0}
+    dog = {f"dog-seen:{camera}:{seq}" for camera in ("cam-a", "cam-b") for seq in seqs if seq % 6 == 0}
+    return person | dog
+
+
+# -- the cluster and the pipeline ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaCluster]:
+    """Three KRaft nodes of this module's own: the test kills and restarts them."""
+    if (reason := kafka_unavailable_reason()) is not None:
+        pytest.skip(reason)
+    with LocalKafkaCluster(tmp_path_factory.mktemp("kafka-cluster"), partitions=PARTITIONS) as started:
+        yield started
+
+
+@pytest.fixture
+def kafka(cluster: LocalKafkaCluster) -> KafkaSettings:
+    """The production topics (replication factor 3, min ISR 2 from the brokers) under a fresh prefix."""
+    settings = KafkaSettings(bootstrap_servers=cluster.bootstrap_servers, profile=BrokerProfile.KAFKA,
+                             topic_prefix=f"t{uuid.uuid4().hex[:12]}.", partitions=PARTITIONS,
+                             retention_ms=3_600_000, replication_factor=3)  # fmt: skip
+    create_deployment_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: ANN001 - tests.fixtures.clickhouse
+    store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
+    yield store
+    store.drop()
+
+
+@pytest.fixture
+def workers(
+    kafka: KafkaSettings, triton_url: str, store: WorkerStore, tmp_path: Path
+) -> Iterator[dict[str, WorkerProcess]]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    env = worker_env(kafka, triton_url=triton_url, data_dir=tmp_path / "data", rules_file=rules,
+                     clickhouse_dsn=store.dsn, clickhouse_database=store.database,
+                     FRAMESTREAM_WORKER_DETECT_MAX_BATCH="4")  # fmt: skip
+    processes = {stage: WorkerProcess(stage, stage, env, tmp_path) for stage in ("detect", "alert", "persist")}
+    yield processes
+    for process in processes.values():
+        process.kill()
+
+
+class FrameFeed(threading.Thread):
+    """An acks=all idempotent producer (the production config) sending a round of frames, one
+    per camera, every ``ROUND_S`` until stopped; it records what librdkafka reported delivered.
+
+    Only whole rounds are sent, so every camera ends with the same number of frames."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str, start: datetime, stored: Callable[[], float]) -> None:
+        super().__init__(name="frame-feed", daemon=True)
+        self.topic = topic
+        self.stored = stored
+        self.start_at = start
+        self.producer = Producer(producer_config(kafka, client_id="failover-frames"))
+        self.photos = {photo: photo_bytes(photo) for photo in set(CAMERAS.values())}
+        self.produced: list[str] = []
+        self.delivered: list[str] = []
+        self.failed: list[tuple[str, str]] = []
+        self.rounds = 0
+        self.error: BaseException | None = None
+        self._stop_requested = threading.Event()
+
+    def run(self) -> None:
+        try:
+            next_round = time.monotonic()
+            while self.rounds < MAX_ROUNDS and not self._stop_requested.is_set():
+                for partition, (camera, photo) in enumerate(CAMERAS.items()):
+                    self._send(camera, photo, self.rounds, partition)
+                self.rounds += 1
+                next_round += ROUND_S
+                self._stop_requested.wait(max(0.0, next_round - time.monotonic()))
+                self.producer.poll(0)
+                while len(self.produced) - self.stored() > MAX_BACKLOG and not self._stop_requested.is_set():
+                    self._stop_requested.wait(0.5)
+                    self.producer.poll(0)
+                next_round = max(next_round, time.monotonic())
+        except BaseException as error:  # reported by finish(), in the test's thread
+            self.error = error
+
+    def _send(self, camera: str, photo: str, seq: int, partition: int) -> None:
+        data, width, height = self.photos[photo]
+        captured_at = self.start_at + timedelta(seconds=seq * SPACING_S)
+        meta = FrameMeta(camera_id=camera, frame_seq=seq, captured_at=captured_at, width=width, height=height)
+        while True:
+            try:
+                self.producer.produce(self.topic, key=camera.encode(), value=data, headers=meta.to_headers(),
+                                      partition=partition,
+                                      on_delivery=partial(self._on_delivery, meta.frame_id))  # fmt: skip
+                break
+            except BufferError:  # the bounded queue is full while the brokers fail over: wait, never drop
+                self.producer.poll(0.5)
+        self.produced.append(meta.frame_id)
+        self.producer.poll(0)
+
+    def _on_delivery(self, frame_id: str, error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            self.delivered.append(frame_id)
+        else:
+            self.failed.append((frame_id, error.str()))
+
+    def finish(self, timeout_s: float) -> int:
+        """Stop after the current round, wait for every delivery report; the records still undelivered."""
+        self._stop_requested.set()
+        self.join(timeout_s)
+        assert not self.is_alive(), "the frame feed did not stop"
+        if self.error is not None:
+            raise self.error
+        return self.producer.flush(timeout_s)
+
+
+# -- what the cluster says ----------------------------------------------------------------
+
+
+def frames_leaders(cluster: LocalKafkaCluster, topic: str) -> dict[int, int]:
+    """Frames partition -> index of the node leading it (-1: none now)."""
+    metadata = fetch_cluster_metadata(running_servers(cluster), timeout_s=10)
+    index_of = {node.node_id: index for index, node in enumerate(cluster.nodes)}
+    return {p: index_of.get(meta.leader, -1) for p, meta in metadata.topics[topic].partitions.items()}
+
+
+def busiest_leader(cluster: LocalKafkaCluster, topic: str, *, other_than: int | None = None) -> int:
+    """The node leading the most frames partitions (ties: the lowest partition's leader)."""
+    leaders = frames_leaders(cluster, topic)
+    counts = Counter(index for index in leaders.values() if index not in (-1, other_than))
+    assert counts, f"no running node leads a partition of {topic}: {leaders}"
+    top = max(counts.values())
+    return next(index for _, index in sorted(leaders.items()) if counts.get(index) == top)
+
+
+def running_servers(cluster: LocalKafkaCluster) -> str:
+    return ",".join(node.bootstrap_server for node in cluster.nodes if node.running)
+
+
+def wait_until_all_in_sync(cluster: LocalKafkaCluster, timeout_s: float) -> None:
+    """Until every partition of every topic (internal ones too) has all its replicas in its ISR:
+    only then may the next broker go, or acks=all writes would be left with one in-sync replica."""
+    lagging: list[str] = []
+
+    def in_sync() -> bool:
+        metadata = fetch_cluster_metadata(running_servers(cluster), timeout_s=10)
+        lagging[:] = [f"{name}[{p}] isr={sorted(meta.isrs)} replicas={sorted(meta.replicas)}"
+                      for name, topic in metadata.topics.items() for p, meta in topic.partitions.items()
+                      if set(meta.isrs) != set(meta.replicas) or meta.leader < 0]  # fmt: skip
+        return not lagging
+
+    try:
+        wait_until(in_sync, timeout_s, "every replica back in sync", interval_s=1.0)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; lagging: {lagging[:5]}") from None
+
+
+def wait_for_group_to_commit_everything(kafka: KafkaSettings, topic: str, group_id: str, timeout_s: float) -> None:
+    progress: dict[str, dict[int, int]] = {}
+
+    def caught_up() -> bool:
+        try:
+            progress["committed"] = committed_offsets(kafka, group_id, topic, kafka.partitions)
+            progress["end"] = end_offsets(kafka, topic, kafka.partitions)
+        except KafkaException:  # e.g. NOT_COORDINATOR while the group's coordinator moved back: ask again
+            return False
+        # A partition no camera hashes to stays empty (end 0) and never gets a commit (-1).
+        return all(progress["committed"][p] >= end for p, end in progress["end"].items() if end > 0)
+
+    try:
+        wait_until(caught_up, timeout_s, f"group {group_id} to commit all of {topic}", interval_s=1.0)
+    except AssertionError as error:
+        raise AssertionError(f"{error}: committed {progress.get('committed')}, end {progress.get('end')}") from None
+
+
+# -- the test -----------------------------------------------------------------------------
+
+
+def test_leader_crashes_one_at_a_time_lose_nothing_double_nothing_and_dead_letter_nothing(
+    cluster: LocalKafkaCluster, kafka: KafkaSettings, workers: dict[str, WorkerProcess], store: WorkerStore
+) -> None:  # fmt: skip
+    topics = TopicNames(kafka.topic_prefix)
+    timeline: list[tuple[str, float]] = []
+    began = time.monotonic()
+
+    def mark(what: str) -> None:
+        timeline.append((what, time.monotonic() - began))
+
+    try:
+        run_failover(cluster, kafka, topics, workers, store, mark)
+    finally:
+        print("timeline: " + "; ".join(f"{at:.1f}s {what}" for what, at in timeline))
+
+
+def run_failover(cluster: LocalKafkaCluster, kafka: KafkaSettings, topics: TopicNames,
+                 workers: dict[str, WorkerProcess], store: WorkerStore,
+                 mark: Callable[[str], None]) -> None:  # fmt: skip
+    detect, persist = workers["detect"], workers["persist"]
+    for process in workers.values():
+        process.start()
+    detect.wait_for_metric("framestream_assigned_partitions", PARTITIONS, 90, topic=topics.frames)
+    mark("workers up")
+
+    def stored() -> float:
+        return persist.metric("framestream_sink_rows_inserted_total", table="frames")
+
+    feed = FrameFeed(kafka, topics.frames, datetime.now(UTC).replace(microsecond=0), stored)
+    feed.start()
+    try:
+        persist.wait_for_metric("framestream_sink_rows_inserted_total", PROGRESS_FRAMES, 120, table="frames")
+        mark("frames reach ClickHouse")
+
+        killed: list[int] = []
+        for outage in (1, 2):
+            victim = busiest_leader(cluster, topics.frames, other_than=killed[-1] if killed else None)
+            led = sorted(p for p, index in frames_leaders(cluster, topics.frames).items() if index == victim)
+            cluster.node(victim).kill()  # kill -9: no controlled shutdown, leadership is taken from it
+            killed.append(victim)
+            mark(f"outage {outage}: node {cluster.node(victim).node_id} killed (led frames partitions {led})")
+            for partition in led:
+                cluster.wait_for_leader(topics.frames, partition, not_index=victim, timeout_s=60)
+            mark(f"outage {outage}: new leaders elected")
+            # The pipeline goes on with a broker down: produce, consume, commit on the other two.
+            persist.wait_for_metric("framestream_sink_rows_inserted_total", stored() + PROGRESS_FRAMES, 120,
+                                    table="frames")  # fmt: skip
+            mark(f"outage {outage}: {PROGRESS_FRAMES} more frames stored with a broker down")
+            cluster.restart(victim)
+            mark(f"outage {outage}: node restarted")
+            wait_until_all_in_sync(cluster, 120)
+            mark(f"outage {outage}: every replica in sync")
+        assert killed[0] != killed[1], "the second outage takes another broker"
+        persist.wait_for_metric("framestream_sink_rows_inserted_total", stored() + PROGRESS_FRAMES, 120, table="frames")
+    finally:
+        undelivered = feed.finish(120)
+    mark(f"feed stopped: {feed.rounds} rounds, {len(feed.produced)} frames")
+
+    # The producer retried through both failovers: everything it sent is reported delivered.
+    assert undelivered == 0 and feed.failed == [], f"{undelivered} undelivered, failed: {feed.failed[:5]}"
+    assert sorted(feed.delivered) == sorted(feed.produced), "each frame is reported delivered exactly once"
+    # ...and written once: only this producer writes the frames topic, so its offsets count records.
+    assert sum(end_offsets(kafka, topics.frames, PARTITIONS).values()) == len(feed.produced), "no duplicate on the log"
+
+    alerts_wanted = expected_alerts(feed.rounds)
+    persist.wait_for_metric("framestream_sink_rows_inserted_total", len(feed.delivered), 240, table="frames")
+    wait_for_group_to_commit_everything(kafka, topics.detections, app_id(kafka.topic_prefix, [Stage.ALERT]), 120)
+    persist.wait_for_metric("framestream_sink_rows_inserted_total", len(alerts_wanted), 60, table="alerts")
+    mark("pipeline drained")
+    for process in workers.values():
+        assert process.alive, f"{process.name} died:\n{process.log_tail()}"
+        assert process.metric("framestream_dead_letters_total") == 0, f"{process.name} dead-lettered records"
+    retries = {process.name: process.metric("framestream_transient_retries_total") for process in workers.values()}
+    for process in workers.values():
+        assert process.terminate() == 0, process.log_tail()
+    mark("workers stopped")
+
+    check_alerts_topic(kafka, topics, alerts_wanted)
+    assert read_topic(kafka, topics.deadletter, PARTITIONS, idle_s=2.0) == [], "the failover dead-lettered records"
+    check_clickhouse(store, set(feed.delivered), alerts_wanted)
+    mark("checked")
+    print(f"transient retries by worker: {retries}")
+
+
+def check_alerts_topic(kafka: KafkaSettings, topics: TopicNames, wanted: set[str]) -> None:
+    alerts = [Alert.model_validate_json(value) for _, value in read_topic(kafka, topics.alerts, PARTITIONS)]
+    ids = Counter(alert.alert_id for alert in alerts)  # consumers deduplicate on alert_id
+    missing, unexpected = sorted(wanted - set(ids)), sorted(set(ids) - wanted)
+    assert not missing and not unexpected, f"missing {missing[:10]}, unexpected {unexpected[:10]}"
+    print(f"alerts on the topic: {len(alerts)} records, {len(ids)} distinct, "
+          f"{sum(count - 1 for count in ids.values())} resent")  # fmt: skip
+
+
+def check_clickhouse(store: WorkerStore, delivered: set[str], alerts_wanted: set[str]) -> None:
+    client = store.connect()
+    try:
+        count, unique = client.query("SELECT count(), uniqExact(event_id) FROM frames").result_rows[0]
+        assert count == unique == len(delivered), f"count {count}, uniqExact {unique}, delivered {len(delivered)}"
+        stored = {row[0] for row in client.query("SELECT event_id FROM frames").result_rows}
+        assert stored == delivered, f"delivered but not stored: {sorted(delivered - stored)[:5]}"
+        for table, key in (("detections", "detection_id"), ("alerts", "alert_id")):
+            rows, distinct = client.query(f"SELECT count(), uniqExact({key}) FROM {table}").result_rows[0]
+            assert rows == distinct, f"{table}: {rows} rows for {distinct} ids"
+        assert {row[0] for row in client.query("SELECT alert_id FROM alerts").result_rows} == alerts_wanted
+        assert client.query("SELECT count() FROM dead_letters").result_rows[0][0] == 0
+    finally:
+        client.close()
