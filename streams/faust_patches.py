@@ -8,8 +8,9 @@ soon as the installed version differs from ``FAUST_VERSION``. To upgrade faust: 
 faust source each patch names, drop the patches upstream has fixed, then update
 ``FAUST_VERSION``.
 
-The patches. ``apply(app)`` (called from ``streams.app.create_app``) installs 1 and 2 on one
-app; ``framestream worker`` runs ``Worker`` (3) in place of ``faust.Worker``.
+The patches. ``apply(app)`` (called from ``streams.app.create_app``) installs 1-3 on one app;
+``framestream worker`` runs ``Worker`` (4) in place of ``faust.Worker``. 1 and 2 are the two
+halves of the recovery race: each alone still let a worker with an empty store skip records.
 
 1. Recovery seeks the source partitions to their committed offsets BEFORE it resumes them
    (faust-streaming #596, open upstream; #216 is the same order in ``_resume_streams``).
@@ -34,14 +35,26 @@ app; ``framestream worker`` runs ``Worker`` (3) in place of ``faust.Worker``.
    a rebalance) and #606/#707 (``_new_offset`` commits past a head record still in flight when
    it is exactly one past the committed offset); the agents here ack in offset order per
    partition (streams/delivery.py), so only a record lost as above can make that gap.
-2. Tansu only: the consumer long-polls ``fetch_max_wait_ms`` instead of faust's literal 1500 ms
+2. A fetch returns records only of the partitions that were active when it began (the same
+   race, from the fetch side; robinhood/faust#69 fixed it in 2018 with a lock that is gone).
+   Where: ``Consumer._wait_next_records`` (faust/transport/consumer.py) hands the consumer
+   thread its LIVE set of active partitions, and aiokafka's ``Fetcher.fetched_records``
+   (aiokafka/consumer/fetcher.py) reads an empty set as "every assigned partition". When the
+   recovery pauses the changelog partitions ("Done reading from changelog topics") while a
+   fetch is waiting, the set becomes empty under it: the fetch then drains the records
+   aiokafka has prefetched for the paused source partitions, moving their positions, and
+   ``Consumer.getmany`` drops them (not active). With no committed offset nothing seeks back:
+   the worker with an empty store skipped the first records of every source partition (seen
+   here with patch 1 alone: about 10 detections records in one of two runs). Fix: fetch with a
+   copy of the set taken when the fetch begins, and never with an empty one.
+3. Tansu only: the consumer long-polls ``fetch_max_wait_ms`` instead of faust's literal 1500 ms
    (``_fetch_max_wait_ms`` of the AIOKafkaConsumer, which ``start()`` hands to its Fetcher;
    setting it before start is the one way in). Tansu answers a fetch of several partitions
    only after about half its max wait even when records are there (measured with aiokafka on a
    4-partition topic: 1500 ms -> 722 ms per record, 500 -> 222, 100 -> 22; one partition:
    2 ms), which would add ~0.7 s to every hop of the pipeline. Apache Kafka answers as soon as
    data arrives, so the kafka profile leaves it alone.
-3. ``Worker``: faust's worker with a deadline on graceful shutdown and no spinner. On SIGTERM
+4. ``Worker``: faust's worker with a deadline on graceful shutdown and no spinner. On SIGTERM
    faust waits for every event in hand to be acked; an event that can never be (its actor
    died holding it) would block that forever. The first stop signal (``_schedule_shutdown``
    while ``_signal_stop_time`` is unset: mode-streaming's ``mode.Worker``) arms the caller's
@@ -90,15 +103,14 @@ def check_faust_version(installed: str | None = None) -> None:
 
 
 def apply(app: faust.App, *, fetch_max_wait_ms: int | None = None) -> None:
-    """Patches 1 and 2 for ``app``: call right after creating it, before any table or agent exists.
+    """Patches 1-3 for ``app``: call right after creating it, before any table or agent exists.
 
-    ``fetch_max_wait_ms`` (patch 2) only where the broker needs it (Tansu)."""
+    ``fetch_max_wait_ms`` (patch 3) only where the broker needs it (Tansu)."""
     check_faust_version()
     if "tables" in app.__dict__:  # faust.App.tables is a cached property: the manager exists already
         raise RuntimeError("faust_patches.apply() must run before the app's first table is declared")
     app.conf.TableManager = SeekFirstTableManager
-    if fetch_max_wait_ms is not None:
-        app.transport.Consumer = type("FetchWaitConsumer", (FetchWaitConsumer,), {"fetch_max_wait_ms": fetch_max_wait_ms})
+    app.transport.Consumer = type("PatchedConsumer", (PatchedConsumer,), {"fetch_max_wait_ms": fetch_max_wait_ms})
 
 
 # --- 1. Recovery: seek, then resume (#596, #216) ------------------------------------------------
@@ -189,20 +201,34 @@ class SeekFirstTableManager(TableManager):
         return self._recovery
 
 
-# --- 2. Tansu: shorter fetch long-poll -----------------------------------------------------------
+# --- 2. Consumer: fetch only what was active when the fetch began; 3. Tansu fetch wait --------
 
 
-class FetchWaitConsumer(aiokafka_driver.Consumer):
-    """faust's aiokafka ``Consumer`` whose AIOKafkaConsumer long-polls ``fetch_max_wait_ms``."""
+def frozen_partitions(active: set[TP] | None) -> frozenset[TP] | None:
+    """What a fetch may return: the partitions active now, copied (``None``: a client-only app, all)."""
+    return None if active is None else frozenset(active)
 
-    fetch_max_wait_ms: int = 1500  # faust's literal; apply() makes a subclass with the one wanted
+
+class PatchedConsumer(aiokafka_driver.Consumer):
+    """faust's aiokafka ``Consumer``: fetches only the partitions active when a fetch begins (patch 2)
+    and, when ``fetch_max_wait_ms`` is set, long-polls that long (patch 3)."""
+
+    fetch_max_wait_ms: int | None = None
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        partitions = frozen_partitions(active_partitions)
+        if partitions is not None and not partitions:
+            return {}  # faust only fetches with some partition active; never ask aiokafka for "all"
+        return await super()._getmany(cast(Any, partitions), timeout)
 
     def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
+        if self.fetch_max_wait_ms is None:
+            return super()._new_consumer_thread()
         return _FetchWaitConsumerThread(self, self.fetch_max_wait_ms, loop=self.loop, beacon=self.beacon)
 
 
 class _FetchWaitConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
-    def __init__(self, consumer: FetchWaitConsumer, fetch_max_wait_ms: int, **kwargs: Any) -> None:
+    def __init__(self, consumer: PatchedConsumer, fetch_max_wait_ms: int, **kwargs: Any) -> None:
         super().__init__(consumer, **kwargs)
         self._framestream_fetch_max_wait_ms = fetch_max_wait_ms
 
@@ -213,7 +239,7 @@ class _FetchWaitConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         return consumer
 
 
-# --- 3. Worker: shutdown deadline, no spinner --------------------------------------------------
+# --- 4. Worker: shutdown deadline, no spinner --------------------------------------------------
 
 
 class Worker(faust.Worker):

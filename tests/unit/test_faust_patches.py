@@ -1,9 +1,10 @@
 """streams/faust_patches.py: the version pin, and each patch where it can be checked without a broker.
 
-The race patch 1 fixes is proven against a real broker in tests/integration/test_recovery.py
-(workers moved to new worker ids); here: that it is installed where faust looks for it, that
-the private parts it overrides still exist with the shapes it was written against, and the
-order of the resume steps, driven with stand-ins for the consumer and flow control.
+The race patches 1 and 2 fix is proven against a real broker in tests/integration/test_recovery.py
+(workers moved to new worker ids); here: that they are installed where faust looks for them, that
+the private parts they override still exist with the shapes they were written against, and what
+they change, driven with stand-ins for the consumer, its thread and flow control (each beside
+the same stand-ins through faust's own code, showing the behaviour the patch removes).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import aiokafka
 import faust
 import mode
 import pytest
+from aiokafka.consumer.fetcher import Fetcher as AiokafkaFetcher
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.drivers import aiokafka as aiokafka_driver
@@ -28,6 +30,7 @@ from streams import faust_patches
 from streams.faust_patches import (
     FAUST_VERSION,
     FaustVersionError,
+    PatchedConsumer,
     SeekFirstRecovery,
     SeekFirstTableManager,
     check_faust_version,
@@ -67,11 +70,12 @@ def test_apply_installs_the_recovery_patch_and_the_tansu_fetch_wait_only_when_as
     faust_patches.apply(app)
     assert isinstance(app.tables, SeekFirstTableManager)
     assert type(app.tables.recovery) is SeekFirstRecovery
-    assert app.transport.Consumer is aiokafka_driver.Consumer  # the kafka profile keeps faust's consumer
+    assert issubclass(app.transport.Consumer, PatchedConsumer)
+    assert app.transport.Consumer.fetch_max_wait_ms is None  # the kafka profile keeps faust's 1500 ms
 
     tansu = faust.App("test-apply-tansu", broker="kafka://127.0.0.1:1")
     faust_patches.apply(tansu, fetch_max_wait_ms=100)
-    assert issubclass(tansu.transport.Consumer, faust_patches.FetchWaitConsumer)
+    assert issubclass(tansu.transport.Consumer, PatchedConsumer)
     assert tansu.transport.Consumer.fetch_max_wait_ms == 100
 
 
@@ -88,8 +92,11 @@ def test_patched_private_parts_still_have_the_shapes_the_patches_expect() -> Non
         assert callable(getattr(Recovery, name)), name
     assert list(inspect.signature(Recovery.on_recovery_completed).parameters) == ["self", "generation_id"]
     assert list(inspect.signature(Recovery._resume_streams).parameters) == ["self", "generation_id"]
-    for name in ("perform_seek", "resume_partitions", "resume_flow", "_drain_messages"):
+    for name in ("perform_seek", "resume_partitions", "resume_flow", "_drain_messages", "_wait_next_records"):
         assert callable(getattr(FaustConsumer, name)), name
+    assert list(inspect.signature(aiokafka_driver.Consumer._getmany).parameters) == [
+        "self", "active_partitions", "timeout"
+    ]  # fmt: skip
     assert "_recovery" in faust.tables.TableManager.__annotations__
     assert isinstance(inspect.getattr_static(faust.tables.TableManager, "recovery"), property)
     thread = aiokafka_driver.AIOKafkaConsumerThread
@@ -112,6 +119,59 @@ def test_source_partitions_leave_out_the_changelogs() -> None:
     assert source_partitions(tps, lambda tp: tp.topic.endswith("-changelog")) == {
         TP("detections", 0), TP("detections", 1)
     }  # fmt: skip
+
+
+def test_the_unpatched_faust_still_fetches_with_its_live_set_which_aiokafka_reads_empty_as_all() -> None:
+    """If this fails, faust or aiokafka changed what patch 2 guards against: re-check it."""
+    assert "records = await self._getmany(\n                    active_partitions=active_partitions," in (
+        inspect.getsource(FaustConsumer._wait_next_records)
+    )
+    assert "if partitions and tp not in partitions:" in inspect.getsource(AiokafkaFetcher.fetched_records)
+
+
+# --- patch 2: a fetch sees the active partitions as they were when it began ---
+
+
+class FetchingThread:
+    """The consumer thread's ``getmany``: while it waits, the recovery pauses every partition."""
+
+    def __init__(self, live: set[TP]) -> None:
+        self.live = live
+        self.asked: list[set[TP] | None] = []
+
+    async def getmany(self, active_partitions: set[TP] | None, timeout: float) -> dict:
+        self.live.clear()  # "Done reading from changelog topics": the changelogs are paused
+        await asyncio.sleep(0)
+        self.asked.append(None if active_partitions is None else set(active_partitions))
+        return {}
+
+
+def consumer_with(consumer_class: type, thread: FetchingThread) -> Any:
+    consumer = consumer_class.__new__(consumer_class)
+    consumer._thread = thread
+    return consumer
+
+
+def test_a_fetch_keeps_the_partitions_active_when_it_began() -> None:
+    live = {TP("cooldowns-changelog", 0), TP("cooldowns-changelog", 1)}
+    thread = FetchingThread(live)
+    asyncio.run(consumer_with(PatchedConsumer, thread)._getmany(live, 1.0))
+    assert thread.asked == [{TP("cooldowns-changelog", 0), TP("cooldowns-changelog", 1)}]
+
+
+def test_unpatched_a_fetch_sees_the_set_emptied_under_it_which_aiokafka_reads_as_all() -> None:
+    live = {TP("cooldowns-changelog", 0)}
+    thread = FetchingThread(live)
+    asyncio.run(consumer_with(aiokafka_driver.Consumer, thread)._getmany(live, 1.0))
+    assert thread.asked == [set()]
+
+
+def test_no_fetch_with_no_active_partition_and_client_only_apps_fetch_everything() -> None:
+    thread = FetchingThread(set())
+    consumer = consumer_with(PatchedConsumer, thread)
+    assert asyncio.run(consumer._getmany(set(), 1.0)) == {}
+    asyncio.run(consumer._getmany(None, 1.0))
+    assert thread.asked == [None]
 
 
 # --- patch 1's order of steps, with stand-ins recording what faust's consumer would be asked ---
@@ -166,9 +226,9 @@ def recovery_with(recorder: Recorder) -> SeekFirstRecovery:
         conf=SimpleNamespace(broker_request_timeout=5.0),
     )  # fmt: skip
     tables = SimpleNamespace(values=lambda: [], on_actives_ready=lambda: None, on_standbys_ready=lambda: None)
+    log = SimpleNamespace(info=lambda *a: None, dev=lambda *a: None, warning=lambda *a: None)
     vars(recovery).update(app=app, tables=tables, completed=asyncio.Event(), _set_recovery_ended=lambda: None,
-                          _is_changelog_tp=lambda tp: tp.topic.endswith("-changelog"),
-                          log=SimpleNamespace(info=lambda *a: None, dev=lambda *a: None, warning=lambda *a: None))  # fmt: skip
+                          _is_changelog_tp=lambda tp: tp.topic.endswith("-changelog"), log=log)  # fmt: skip
 
     async def wait(coro: Any, timeout: float | None = None) -> None:
         await coro
