@@ -16,30 +16,26 @@ and every frame the producer was told was delivered made it downstream.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaException
 
 from framestream.services.kafka import LocalKafkaCluster, fetch_cluster_metadata, kafka_unavailable_reason
 from framestream.settings import BrokerProfile, KafkaSettings
-from schemas import Alert, FrameMeta
+from schemas import Alert
 from streams.app import Stage, app_id
-from streams.kafka_config import producer_config
 from streams.topics import TopicNames, create_deployment_topics
 from tests.integration.workers import (
+    FrameFeed,
     WorkerProcess,
     WorkerStore,
     committed_offsets,
     end_offsets,
-    photo_bytes,
     read_topic,
     wait_until,
     worker_env,
@@ -128,74 +124,6 @@ def workers(
     yield processes
     for process in processes.values():
         process.kill()
-
-
-class FrameFeed(threading.Thread):
-    """An acks=all idempotent producer (the production config) sending a round of frames, one
-    per camera, every ``ROUND_S`` until stopped; it records what librdkafka reported delivered.
-
-    Only whole rounds are sent, so every camera ends with the same number of frames."""
-
-    def __init__(self, kafka: KafkaSettings, topic: str, start: datetime, stored: Callable[[], float]) -> None:
-        super().__init__(name="frame-feed", daemon=True)
-        self.topic = topic
-        self.stored = stored
-        self.start_at = start
-        self.producer = Producer(producer_config(kafka, client_id="failover-frames"))
-        self.photos = {photo: photo_bytes(photo) for photo in set(CAMERAS.values())}
-        self.produced: list[str] = []
-        self.delivered: list[str] = []
-        self.failed: list[tuple[str, str]] = []
-        self.rounds = 0
-        self.error: BaseException | None = None
-        self._stop_requested = threading.Event()
-
-    def run(self) -> None:
-        try:
-            next_round = time.monotonic()
-            while self.rounds < MAX_ROUNDS and not self._stop_requested.is_set():
-                for partition, (camera, photo) in enumerate(CAMERAS.items()):
-                    self._send(camera, photo, self.rounds, partition)
-                self.rounds += 1
-                next_round += ROUND_S
-                self._stop_requested.wait(max(0.0, next_round - time.monotonic()))
-                self.producer.poll(0)
-                while len(self.produced) - self.stored() > MAX_BACKLOG and not self._stop_requested.is_set():
-                    self._stop_requested.wait(0.5)
-                    self.producer.poll(0)
-                next_round = max(next_round, time.monotonic())
-        except BaseException as error:  # reported by finish(), in the test's thread
-            self.error = error
-
-    def _send(self, camera: str, photo: str, seq: int, partition: int) -> None:
-        data, width, height = self.photos[photo]
-        captured_at = self.start_at + timedelta(seconds=seq * SPACING_S)
-        meta = FrameMeta(camera_id=camera, frame_seq=seq, captured_at=captured_at, width=width, height=height)
-        while True:
-            try:
-                self.producer.produce(self.topic, key=camera.encode(), value=data, headers=meta.to_headers(),
-                                      partition=partition,
-                                      on_delivery=partial(self._on_delivery, meta.frame_id))  # fmt: skip
-                break
-            except BufferError:  # the bounded queue is full while the brokers fail over: wait, never drop
-                self.producer.poll(0.5)
-        self.produced.append(meta.frame_id)
-        self.producer.poll(0)
-
-    def _on_delivery(self, frame_id: str, error: KafkaError | None, message: Message) -> None:
-        if error is None:
-            self.delivered.append(frame_id)
-        else:
-            self.failed.append((frame_id, error.str()))
-
-    def finish(self, timeout_s: float) -> int:
-        """Stop after the current round, wait for every delivery report; the records still undelivered."""
-        self._stop_requested.set()
-        self.join(timeout_s)
-        assert not self.is_alive(), "the frame feed did not stop"
-        if self.error is not None:
-            raise self.error
-        return self.producer.flush(timeout_s)
 
 
 # -- what the cluster says ----------------------------------------------------------------
@@ -288,7 +216,8 @@ def run_failover(cluster: LocalKafkaCluster, kafka: KafkaSettings, topics: Topic
     def stored() -> float:
         return persist.metric("framestream_sink_rows_inserted_total", table="frames")
 
-    feed = FrameFeed(kafka, topics.frames, datetime.now(UTC).replace(microsecond=0), stored)
+    feed = FrameFeed(kafka, topics.frames, CAMERAS, spacing_s=SPACING_S, round_s=ROUND_S, max_rounds=MAX_ROUNDS,
+                     max_backlog=MAX_BACKLOG, stored=stored, client_id="failover-frames")  # fmt: skip
     feed.start()
     try:
         persist.wait_for_metric("framestream_sink_rows_inserted_total", PROGRESS_FRAMES, 120, table="frames")

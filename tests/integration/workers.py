@@ -9,14 +9,16 @@ or SIGKILL (a crash).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 
 import cv2
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
 from framestream.child_process import WorkerProcess as ChildWorker
 from framestream.services.probes import free_port, metric_value, metrics_text
@@ -182,6 +184,94 @@ class FrameProducer:
     def flush(self) -> None:
         remaining = self.producer.flush(30)
         assert remaining == 0, f"{remaining} test records not delivered"
+
+
+class FrameFeed(threading.Thread):
+    """A background producer with the production config (acks=all, idempotent): a round of frames,
+    one per camera (camera i to partition i), every ``round_s`` until ``finish()`` or ``max_rounds``;
+    it records what librdkafka reported delivered or failed, by frame id.
+
+    While more than ``max_backlog`` of its frames are not yet ``stored()`` downstream it waits, so a
+    slow machine gets a stream it can keep up with rather than a backlog that only adds minutes.
+    Only whole rounds are sent: every camera ends with ``rounds`` frames, sequence 0..rounds-1."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str, cameras: dict[str, str], *, spacing_s: float,
+                 round_s: float, max_rounds: int, max_backlog: int, stored: Callable[[], float],
+                 start: datetime | None = None, client_id: str = "test-feed") -> None:  # fmt: skip
+        super().__init__(name="frame-feed", daemon=True)
+        self.topic = topic
+        self.cameras = dict(cameras)
+        self.spacing_s = spacing_s
+        self.round_s = round_s
+        self.max_rounds = max_rounds
+        self.max_backlog = max_backlog
+        self.stored = stored
+        self.start_at = start or datetime.now(UTC).replace(microsecond=0)
+        self.producer = Producer(producer_config(kafka, client_id=client_id))
+        self.photos = {photo: photo_bytes(photo) for photo in set(self.cameras.values())}
+        self.produced: list[str] = []
+        self.delivered: list[str] = []
+        self.failed: list[tuple[str, str]] = []
+        self.rounds = 0
+        self.error: BaseException | None = None
+        self._stop_requested = threading.Event()
+
+    def run(self) -> None:
+        try:
+            next_round = time.monotonic()
+            while self.rounds < self.max_rounds and not self._stop_requested.is_set():
+                for partition, (camera, photo) in enumerate(self.cameras.items()):
+                    self._send(camera, photo, self.rounds, partition)
+                self.rounds += 1
+                next_round += self.round_s
+                self._stop_requested.wait(max(0.0, next_round - time.monotonic()))
+                self.producer.poll(0)
+                while len(self.produced) - self.stored() > self.max_backlog and not self._stop_requested.is_set():
+                    self._stop_requested.wait(0.5)
+                    self.producer.poll(0)
+                next_round = max(next_round, time.monotonic())
+        except BaseException as error:  # re-raised by finish(), in the test's thread
+            self.error = error
+
+    def _send(self, camera: str, photo: str, seq: int, partition: int) -> None:
+        data, width, height = self.photos[photo]
+        captured_at = self.start_at + timedelta(seconds=seq * self.spacing_s)
+        meta = FrameMeta(camera_id=camera, frame_seq=seq, captured_at=captured_at, width=width, height=height)
+        while True:
+            try:
+                self.producer.produce(self.topic, key=camera.encode(), value=data, headers=meta.to_headers(),
+                                      partition=partition,
+                                      on_delivery=partial(self._on_delivery, meta.frame_id))  # fmt: skip
+                break
+            except BufferError:  # the bounded queue is full (a broker away): wait, never drop
+                self.producer.poll(0.5)
+        self.produced.append(meta.frame_id)
+        self.producer.poll(0)
+
+    def _on_delivery(self, frame_id: str, error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            self.delivered.append(frame_id)
+        else:
+            self.failed.append((frame_id, error.str()))
+
+    def finish(self, timeout_s: float) -> int:
+        """Stop after the current round and wait for every delivery report; returns the records
+        still undelivered after ``timeout_s``."""
+        self._stop_requested.set()
+        self.join(timeout_s)
+        assert not self.is_alive(), "the frame feed did not stop"
+        if self.error is not None:
+            raise self.error
+        return self.producer.flush(timeout_s)
+
+
+def low_watermarks(kafka: KafkaSettings, topic: str, partitions: int) -> dict[int, int]:
+    """Log-start offsets (low watermarks) of ``topic`` by partition: above 0 once retention deleted a segment."""
+    consumer = Consumer(consumer_config(kafka, group_id=f"test-sizer-{time.monotonic_ns()}"))
+    try:
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0] for p in range(partitions)}
+    finally:
+        consumer.close()
 
 
 def read_topic(
