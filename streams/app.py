@@ -15,7 +15,7 @@ import faust
 from streams.context import StreamSettings, WorkerContext
 from streams.kafka_config import BrokerProfile
 
-TANSU_FETCH_MAX_WAIT_MS = 100
+TANSU_FETCH_MAX_WAIT_MS = 100  # the consumer's fetch long-poll on Tansu: see streams/faust_patches.py
 
 
 class Stage(str, Enum):
@@ -66,35 +66,13 @@ def create_app(
         table_standby_replicas=0,
         **faust_broker_settings(settings.kafka),  # broker URLs, offsets from earliest, Tansu's profile
     )
-    if settings.kafka.profile is BrokerProfile.TANSU:
-        shorten_fetch_wait(app, TANSU_FETCH_MAX_WAIT_MS)
+    # Before any table or agent exists: every patch to faust's private parts, version-checked.
+    from streams import faust_patches
+
+    tansu = settings.kafka.profile is BrokerProfile.TANSU
+    faust_patches.apply(app, fetch_max_wait_ms=TANSU_FETCH_MAX_WAIT_MS if tansu else None)
     _register_stages(app, stages, context)
     return app
-
-
-def shorten_fetch_wait(app: faust.App, wait_ms: int) -> None:
-    """Make the app's consumer long-poll for ``wait_ms`` instead of faust's hard-coded 1500 ms.
-
-    Tansu answers a fetch of several partitions only after about half its max wait even when
-    records are there (measured here with aiokafka on a 4-partition topic: 1500 ms -> 722 ms
-    per record, 500 -> 222, 100 -> 22; one partition: 2 ms). With faust's 1500 ms every hop of
-    the pipeline would add ~0.7 s. Apache Kafka answers as soon as data arrives, so only the
-    tansu profile calls this. ``_fetch_max_wait_ms`` is what AIOKafkaConsumer.start() hands to
-    its Fetcher; setting it before start is the one way in, as faust passes a literal.
-    """
-    from faust.transport.drivers import aiokafka as driver
-
-    class ConsumerThread(driver.AIOKafkaConsumerThread):
-        def _create_worker_consumer(self, transport: driver.Transport) -> object:
-            consumer = super()._create_worker_consumer(transport)
-            consumer._fetch_max_wait_ms = wait_ms
-            return consumer
-
-    class Consumer(driver.Consumer):
-        def _new_consumer_thread(self) -> ConsumerThread:
-            return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-    app.transport.Consumer = Consumer
 
 
 def _register_stages(app: faust.App, stages: Sequence[Stage], context: WorkerContext) -> None:

@@ -118,23 +118,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_faust(app: "faust.App", log_level: str, shutdown_timeout_s: float) -> int:  # noqa: F821 - lazy import
-    import faust
+    from streams import faust_patches
 
-    class Worker(faust.Worker):
-        """faust's worker, with a deadline on graceful shutdown.
-
-        On SIGTERM faust waits for every event in hand to be acked. An event that
-        can never be (its actor died holding it) would block that forever; held
-        events are not committed, so exiting after the deadline loses nothing:
-        the next worker reads them again."""
-
-        def _schedule_shutdown(self, signal: "signal.Signals") -> None:  # noqa: F821
-            if not self._signal_stop_time:
-                _exit_after(shutdown_timeout_s)
-            super()._schedule_shutdown(signal)
-
-    worker = Worker(app, loglevel=log_level, quiet=True, redirect_stdouts=False, override_logging=False)
-    worker.spinner = None  # it writes terminal escapes into the JSON log stream
+    # faust's worker with the shutdown deadline armed by the first SIGTERM (see faust_patches).
+    worker = faust_patches.Worker(app, on_stop_signal=lambda: _exit_after(shutdown_timeout_s), loglevel=log_level,
+                                  quiet=True, redirect_stdouts=False, override_logging=False)  # fmt: skip
     try:
         worker.execute_from_commandline()
     except SystemExit as exit_:
