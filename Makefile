@@ -1,5 +1,5 @@
 # The two commands of the README. Both work on a fresh machine (Python 3.11, no Docker).
-.PHONY: setup demo test bench
+.PHONY: setup demo test lint bench
 
 setup:
 	./scripts/setup.sh
@@ -11,6 +11,11 @@ demo: setup
 # (b) the test suite (unit + integration against real Apache Kafka, or Tansu without Java; tritonserver; chDB)
 test: setup
 	.venv/bin/python -m pytest
+
+# formatter and linter (settings in pyproject.toml); CI runs it before the tests
+lint: setup
+	.venv/bin/ruff format --check .
+	.venv/bin/ruff check .
 
 bench: setup
 	.venv/bin/framestream bench detector
