@@ -86,8 +86,8 @@ class FrameFeeder:
         self.cameras = cameras
 
     def feed(self, label: str, frames: int, fps: float | None = None) -> float:
-        """Produce ``frames`` frames of cameras ``<label>-cam<i>``; returns perf_counter() at the first."""
-        started = time.perf_counter()
+        """Produce ``frames`` frames of cameras ``<label>-cam<i>``; returns the epoch time of the first."""
+        started, started_wall = time.perf_counter(), time.time()
         for index in range(frames):
             if fps:
                 time.sleep(max(0.0, started + index / fps - time.perf_counter()))
@@ -98,7 +98,7 @@ class FrameFeeder:
             self.producer.produce(self.topic, key=camera.encode(), value=photo.data, headers=meta.to_headers())
             self.producer.poll(0)
         self.producer.flush(30)
-        return started
+        return started_wall
 
 
 def parse_args(argv: list[str], settings: Settings) -> argparse.Namespace:
@@ -145,12 +145,24 @@ def worker_env(settings: Settings, env: dict[str, str], concurrency: int) -> dic
     }
 
 
+def wait_for_rows(worker: WorkerProcess, rows: float, timeout_s: float = 600.0, poll_s: float = 0.25) -> None:
+    """Wait until the worker has stored ``rows`` frame rows. Polled slowly on purpose: every scrape of
+    /metrics costs the worker CPU (at 20 scrapes/s it was a fifth of the worker's, measured with py-spy);
+    when the last row went in is read from ClickHouse afterwards (``stored_at``), not from this loop."""
+    deadline = time.monotonic() + timeout_s
+    while worker.metric("framestream_sink_rows_inserted_total", table="frames") < rows:
+        worker.raise_if_exited()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{rows:.0f} frame rows not stored after {timeout_s:.0f}s; see {worker.log_path}")
+        time.sleep(poll_s)
+
+
 def pipeline_round(worker: WorkerProcess, feeder: FrameFeeder, label: str, frames: int, stored_before: float,
                    fps: float | None = None) -> tuple[float, float]:  # fmt: skip
-    """Feed one round; returns (frames/s to ClickHouse, rows stored after it)."""
+    """Feed one round and wait for its rows; returns (epoch time of the first produce, rows stored after it)."""
     started = feeder.feed(label, frames, fps)
-    done = worker.wait_for_metric("framestream_sink_rows_inserted_total", stored_before + frames, 600, table="frames")
-    return frames / (done - started), stored_before + frames
+    wait_for_rows(worker, stored_before + frames)
+    return started, stored_before + frames
 
 
 @dataclass(frozen=True)
@@ -164,12 +176,13 @@ class Latency:
     detected_ms: float  # captured -> detections produced (median)
     detected_p95_ms: float
     triton_p95_ms: float
+    last_stored_at: float  # epoch seconds: when the round's last row went in
 
 
 LATENCY_SQL = """
 SELECT quantileExact(0.5)(store_latency_ms), quantileExact(0.95)(store_latency_ms),
        quantileExact(0.5)(queue_ms), quantileExact(0.5)(triton_ms), quantileExact(0.5)(detect_latency_ms),
-       quantileExact(0.95)(detect_latency_ms), quantileExact(0.95)(triton_ms)
+       quantileExact(0.95)(detect_latency_ms), quantileExact(0.95)(triton_ms), toUnixTimestamp64Milli(max(stored_at))
 FROM {database}.frames WHERE startsWith(camera_id, {{label:String}})
 """
 
@@ -182,7 +195,8 @@ def latencies(settings: Settings, labels: list[str]) -> dict[str, Latency]:
     try:
         sql = LATENCY_SQL.format(database=settings.clickhouse.database)
         rows = {label: client.query(sql, parameters={"label": f"{label}-"}).result_rows[0] for label in labels}
-        return {label: Latency(*(float(value) for value in row)) for label, row in rows.items()}
+        return {label: Latency(*(float(value) for value in row[:-1]), float(row[-1]) / 1000.0)
+                for label, row in rows.items()}  # fmt: skip
     finally:
         client.close()
 
@@ -233,17 +247,21 @@ def run_bench(settings: Settings, env: dict[str, str], args: argparse.Namespace,
         worker.wait_for_metric("framestream_assigned_partitions", settings.kafka.partitions, 120, topic=feeder.topic)
         _, stored = pipeline_round(worker, feeder, "warmup", 2 * args.concurrency, 0)
         asyncio.run(bare_triton(settings.triton.url, photos, 2 * args.concurrency, args.concurrency))
-        bare, piped = [], []
+        bare, starts = [], []
         for index in range(args.rounds):
             bare.append(asyncio.run(bare_triton(settings.triton.url, photos, args.frames, args.concurrency)))
-            rate, stored = pipeline_round(worker, feeder, f"r{index}", args.frames, stored)
-            piped.append(rate)
+            started, stored = pipeline_round(worker, feeder, f"r{index}", args.frames, stored)
+            starts.append(started)
         paced_fps = statistics.median(b.frames_per_s for b in bare) / 2
         pipeline_round(worker, feeder, "paced", args.frames, stored, fps=paced_fps)
     finally:
         worker.stop()
     rounds = [f"r{index}" for index in range(args.rounds)]
-    return BrokerRun(broker, bare, piped, latencies(settings, [*rounds, "paced"]), paced_fps, rounds)
+    latency = latencies(settings, [*rounds, "paced"])
+    # Throughput: first produce -> the round's last row stored (ClickHouse's own insert time).
+    piped = [args.frames / (latency[label].last_stored_at - started)
+             for label, started in zip(rounds, starts, strict=True)]  # fmt: skip
+    return BrokerRun(broker, bare, piped, latency, paced_fps, rounds)
 
 
 def print_report(args: argparse.Namespace, run: BrokerRun) -> None:
