@@ -45,6 +45,9 @@ class WorkerSettings(BaseSettings):
 
     detect_max_batch: int = Field(8, ge=1, le=1024, description="frames per detect micro-batch")
     detect_max_wait_s: float = Field(0.02, gt=0, le=10, description="longest wait to fill a micro-batch")
+    detect_rows_per_request: int = Field(
+        16, ge=1, le=16, description="frames of a micro-batch per Triton request (the detector takes 16); 1: one each"
+    )
     detect_pipeline_depth: int = Field(
         2, ge=1, le=16, description="frames in progress: this many times max(batch, Triton requests in flight)"
     )

@@ -1,8 +1,11 @@
 """Detect stage: JPEG frames in, one ``FrameDetections`` per frame out.
 
 Frames are micro-batched (``take_events``: at most ``detect_max_batch`` frames, or
-what arrived within ``detect_max_wait_s``); each frame of a batch is its own Triton
-request, up to ``triton.max_in_flight`` at once (Triton batches them server side).
+what arrived within ``detect_max_wait_s``); the frames of a batch go to Triton as the
+rows of as few requests as ``detect_rows_per_request`` allows (one gRPC call and one
+Triton request for up to 16 frames, instead of one each), up to ``triton.max_in_flight``
+requests at once. One bad image fails its whole request (INVALID_ARG), so such a request
+is asked again one image per request, which finds the culprit for the dead-letter topic.
 Several batches are in progress at once (``pending_frames_capacity``), so Triton
 keeps working while a finished batch's outputs are delivered; outputs are produced in
 offset order all the same, so per-camera (= per-partition) order holds, and a
@@ -27,12 +30,12 @@ import faust
 from faust.types import EventT
 from pydantic import ValidationError
 
-from processors.detector import ObjectDetections
+from processors.detector import MAX_BATCH, ObjectDetections
 from schemas import BoundingBox, Detection, FrameDetections, FrameMeta, StageTimings
 from schemas.base import utc_now
 from schemas.coco import COCO_CLASSES
 from streams.context import WorkerContext, raw_topic
-from streams.deadletter import DeadLetterRule, Rejection
+from streams.deadletter import TRANSIENT_ERRORS, DeadLetterRule, Rejection
 from streams.delivery import OrderedPipeline, Outgoing, hold, produce_in_order, release
 from streams.inference import DetectorClient, InferenceRejected, retry_transient
 
@@ -47,6 +50,16 @@ class FrameArrival:
     produced_at: float | None
     picked_up_at: float
     batched_at: float
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A frame of a micro-batch on its way to Triton: its place in the batch, image and metadata."""
+
+    index: int
+    image: bytes
+    meta: FrameMeta
+    arrival: FrameArrival
 
 
 def arrival_of(event: EventT, batched_at: float) -> FrameArrival:
@@ -125,18 +138,55 @@ class DetectStage:
                                            "model_version": self.model_version})
 
     async def infer_batch(self, events: Sequence[EventT]) -> list[FrameDetections | Rejection]:
-        """Every frame of the batch through Triton at once (bounded by ``slots``)."""
+        """Every frame of the batch through Triton at once: its rows in few requests (bounded by ``slots``)."""
         batched_at = time.time()
         self.metrics.batch_size.labels(stage=STAGE).observe(len(events))
-        return await asyncio.gather(*(self._process_frame(event, batched_at) for event in events))
+        outcomes: dict[int, FrameDetections | Rejection] = {}
+        frames: list[Frame] = []
+        for index, event in enumerate(events):
+            meta = self.dead_letters.guard(partial(parse_frame, event))
+            if isinstance(meta, Rejection):
+                outcomes[index] = meta
+            else:
+                frames.append(Frame(index, event.message.value, meta, arrival_of(event, batched_at)))
+        rows = min(MAX_BATCH, self.context.worker.detect_rows_per_request)
+        chunks = [frames[start : start + rows] for start in range(0, len(frames), rows)]
+        for results in await asyncio.gather(*(self._detect_chunk(chunk) for chunk in chunks)):
+            outcomes.update(results)
+        return [outcomes[index] for index in range(len(events))]
+
+    async def _detect_chunk(self, chunk: list[Frame]) -> dict[int, FrameDetections | Rejection]:
+        """One Triton request for the chunk's images; each frame's outcome by its index in the batch."""
+        results, triton_s = await self._infer([frame.image for frame in chunk])
+        return {
+            frame.index: self.dead_letters.guard(partial(self._outcome, frame.meta, frame.arrival, result, triton_s))
+            for frame, result in zip(chunk, results, strict=True)
+        }
+
+    def _outcome(self, meta: FrameMeta, arrival: FrameArrival, result: ObjectDetections | Rejection,
+                 triton_s: float) -> FrameDetections | Rejection:  # fmt: skip
+        if isinstance(result, Rejection):
+            return result
+        timings = timings_of(meta, arrival, triton_s)
+        for step, value in (("queue", timings.queue_ms), ("batch_wait", timings.batch_wait_ms),
+                            ("triton", timings.triton_ms)):
+            if value is not None:
+                self.metrics.latency.labels(stage=STAGE, step=step).observe(value / 1000.0)
+        try:
+            return self._frame_detections(meta, result, timings)
+        except (ValidationError, ValueError, IndexError) as error:
+            # e.g. a class id outside COCO or a box the schema refuses: the frame is kept, as a dead letter.
+            return Rejection(f"detector output does not fit FrameDetections: {error}", type(error).__name__)
 
     async def emit_batch(self, stream: faust.StreamT, events: Sequence[EventT],
                          outcomes: Sequence[FrameDetections | Rejection]) -> None:  # fmt: skip
         """Produce the outputs in offset order (a camera's frames share a partition), then release."""
+        started = time.perf_counter()
         outgoing = [self._record(event, outcome) for event, outcome in zip(events, outcomes, strict=True)]
         retries = await produce_in_order(outgoing, retry=self.retry)
         self.metrics.retries.labels(stage=STAGE, target="kafka").inc(retries)
         await release(stream, events)
+        self.metrics.latency.labels(stage=STAGE, step="publish").observe(time.perf_counter() - started)
         for event, outcome in zip(events, outcomes, strict=True):
             self.metrics.processed(event.message.tp, event.message.offset)
             ok = isinstance(outcome, FrameDetections)
@@ -146,29 +196,6 @@ class DetectStage:
         if isinstance(outcome, Rejection):
             return self.dead_letters.record(event, outcome)
         return Outgoing(self.detections_topic, outcome.camera_id.encode(), outcome.model_dump_json().encode())
-
-    async def _process_frame(self, event: EventT, batched_at: float) -> FrameDetections | Rejection:
-        return await self.dead_letters.guard_async(partial(self._detect_frame, event, batched_at))
-
-    async def _detect_frame(self, event: EventT, batched_at: float) -> FrameDetections | Rejection:
-        arrival = arrival_of(event, batched_at)
-        meta = parse_frame(event)
-        if isinstance(meta, Rejection):
-            return meta
-        try:
-            found, triton_s = await self._infer(event.message.value)
-        except InferenceRejected as error:
-            return Rejection(str(error), type(error).__name__)  # the reason is Triton's own message
-        timings = timings_of(meta, arrival, triton_s)
-        for step, value in (("queue", timings.queue_ms), ("batch_wait", timings.batch_wait_ms),
-                            ("triton", timings.triton_ms)):
-            if value is not None:
-                self.metrics.latency.labels(stage=STAGE, step=step).observe(value / 1000.0)
-        try:
-            return self._frame_detections(meta, found, timings)
-        except (ValidationError, ValueError, IndexError) as error:
-            # e.g. a class id outside COCO or a box the schema refuses: the frame is kept, as a dead letter.
-            return Rejection(f"detector output does not fit FrameDetections: {error}", type(error).__name__)
 
     def _frame_detections(self, meta: FrameMeta, found: ObjectDetections, timings: StageTimings) -> FrameDetections:
         return FrameDetections(
@@ -186,19 +213,38 @@ class DetectStage:
             timings=timings,
         )
 
-    async def _infer(self, image: bytes) -> tuple[ObjectDetections, float]:
-        """One Triton request; retried while Triton is unavailable, never skipped."""
+    async def _infer(self, images: list[bytes]) -> tuple[list[ObjectDetections | Rejection], float]:
+        """The images' detections (or why Triton refused one) and the request's round trip; retried
+        while Triton is unavailable, never skipped."""
         retried = self.metrics.retries.labels(stage=STAGE, target="triton")
-        return await retry_transient(partial(self._infer_once, image), what="Triton request", retry=self.retry,
+        return await retry_transient(partial(self._infer_once, images), what="Triton request", retry=self.retry,
                                      on_retry=lambda _: retried.inc())  # fmt: skip
 
-    async def _infer_once(self, image: bytes) -> tuple[ObjectDetections, float]:
+    async def _infer_once(self, images: list[bytes]) -> tuple[list[ObjectDetections | Rejection], float]:
+        try:
+            found, seconds = await self._request(images)
+            return list(found), seconds
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as error:  # noqa: BLE001 - refused (INVALID_ARG) or unexpected: the image's fault?
+            if len(images) == 1:
+                return [self._rejection(error)], 0.0
+        # One bad image fails the request of all: ask again one image per request to find which.
+        singles = await asyncio.gather(*(self._infer_once([image]) for image in images))
+        return [found[0] for found, _ in singles], max(seconds for _, seconds in singles)
+
+    def _rejection(self, error: Exception) -> Rejection:
+        if isinstance(error, InferenceRejected):
+            return Rejection(str(error), type(error).__name__)  # the reason is Triton's own message
+        return self.dead_letters.unexpected(error)
+
+    async def _request(self, images: list[bytes]) -> tuple[list[ObjectDetections], float]:
         triton = self.context.settings.triton
         assert self.client is not None, "start() first"
         async with self.slots:
             with self.metrics.request_in_flight():
                 started = time.perf_counter()
-                found = await self.client.detect(image, triton.score_threshold, triton.iou_threshold)
+                found = await self.client.detect_in_one_request(images, triton.score_threshold, triton.iou_threshold)
                 return found, time.perf_counter() - started
 
 
