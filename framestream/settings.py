@@ -9,7 +9,7 @@ needs (``streams.kafka_config.KafkaSettings``, ``streams.inference.DetectorClien
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field
@@ -24,7 +24,7 @@ __all__ = ["BrokerProfile", "ClickHouseSettings", "EmbeddedBroker", "KafkaSettin
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class EmbeddedBroker(str, Enum):
+class EmbeddedBroker(StrEnum):
     """Which broker the embedded stack starts when no bootstrap servers are configured.
     ``auto``: Apache Kafka where Java 17+ and its jars exist, else Tansu (with a warning)."""
 

@@ -19,7 +19,7 @@ from streams.topics import create_deployment_topics
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "services", help="run the embedded Kafka broker (Apache Kafka, or Tansu without Java) and Triton until interrupted"
+        "services", help="run the embedded broker (Apache Kafka, or Tansu without Java) and Triton until interrupted"
     )
     parser.add_argument("--env-file", type=Path, help="also write `export VAR=value` lines to this file")
     parser.add_argument(
@@ -39,9 +39,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"embedded_broker": args.broker})
     with EmbeddedStack(settings) as stack:
         create_deployment_topics(stack.settings.kafka)
-        exports = "".join(
-            f"export {name}={shlex.quote(value)}\n" for name, value in stack.env().items() if value
-        )
+        exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in stack.env().items() if value)
         print(exports, end="", flush=True)
         if args.env_file:
             args.env_file.write_text(exports)

@@ -299,11 +299,14 @@ class KafkaNode:
                           f"see {self.log_path}:\n{tail}")  # fmt: skip
 
     def stop(self, grace_s: float | None = None) -> None:
-        """SIGTERM (controlled shutdown: leadership moves away first), grace, then SIGKILL."""
+        """SIGTERM (controlled shutdown: leadership moves away first), grace, then SIGKILL.
+        A paused node is resumed first, or it would sit out the whole grace period."""
+        self._process.resume()
         self._process.stop(grace_s)
 
     def signal_stop(self) -> None:
         """SIGTERM without waiting, so several nodes shut down together."""
+        self._process.resume()
         self._process.signal(self._process.stop_signal)
 
     def kill(self) -> None:
@@ -415,7 +418,8 @@ class LocalKafkaCluster:
     def _node(self, node_id: int, ports: NodePorts, quorum: str, java: Path, classpath: str) -> KafkaNode:
         node_dir = self.data_dir / f"node-{node_id}"
         properties = node_properties(node_id, ports, quorum, node_dir / "log", host=LOCALHOST,
-                                     replication_factor=self.replication_factor, partitions=self.partitions)  # fmt: skip
+                                     replication_factor=self.replication_factor,
+                                     partitions=self.partitions)  # fmt: skip
         properties.update(self.extra_properties)
         return KafkaNode(node_id, ports, node_dir, self.log_dir / f"kafka-{node_id}.log", cluster_id=self.cluster_id,
                          properties=properties, java=java, classpath=classpath, grace_s=self.grace_s)  # fmt: skip

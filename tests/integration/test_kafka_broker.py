@@ -75,7 +75,9 @@ def read_from_start(kafka: KafkaSettings, topic: str, expected: int, timeout_s: 
 
 
 @needs_kafka
-def test_one_node_starts_refuses_a_taken_port_and_stops_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_node_starts_refuses_a_taken_port_and_stops_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with LocalKafka(tmp_path / "a") as kafka:
         metadata = fetch_cluster_metadata(kafka.bootstrap_servers, timeout_s=5)
         assert [(b.id, b.port) for b in metadata.brokers.values()] == [(1, kafka.port)]
@@ -154,8 +156,8 @@ def test_the_producer_is_idempotent_with_acks_all_and_gets_a_producer_id(on_kafk
     assert config["acks"] == "all" and config["enable.idempotence"] is True
     assert "max.in.flight.requests.per.connection" not in config  # idempotence keeps order with 5 in flight
     stats: list[dict] = []
-    producer = produce(on_kafka, topics.frames, [(b"cam", b"%d" % i) for i in range(20)],
-                       **{"statistics.interval.ms": 100, "stats_cb": lambda text: stats.append(json.loads(text))})  # fmt: skip
+    statistics = {"statistics.interval.ms": 100, "stats_cb": lambda text: stats.append(json.loads(text))}
+    producer = produce(on_kafka, topics.frames, [(b"cam", b"%d" % i) for i in range(20)], **statistics)
     deadline = time.monotonic() + 10
     while not any(s.get("eos", {}).get("producer_id", -1) >= 0 for s in stats) and time.monotonic() < deadline:
         producer.poll(0.2)

@@ -57,8 +57,13 @@ def test_a_three_node_cluster_replicates_three_times_and_needs_two_in_sync(tmp_p
     ids, ports = three_nodes()
     config = node_properties(1, ports[0], voters(ids, ports, "h"), tmp_path, host="h", replication_factor=3,
                              partitions=4)  # fmt: skip
-    for key in ("default.replication.factor", "offsets.topic.replication.factor",
-                "transaction.state.log.replication.factor", "share.coordinator.state.topic.replication.factor"):  # fmt: skip
+    replication = [
+        "default.replication.factor",
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "share.coordinator.state.topic.replication.factor",
+    ]
+    for key in replication:
         assert config[key] == "3", key
     for key in ("min.insync.replicas", "transaction.state.log.min.isr", "share.coordinator.state.topic.min.isr"):
         assert config[key] == "2", key
