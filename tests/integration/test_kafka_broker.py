@@ -15,7 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupState, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupState,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from framestream.services import kafka as kafka_module
@@ -94,6 +102,25 @@ def test_one_node_starts_refuses_a_taken_port_and_stops_cleanly(
     assert not node.running and node.pid is not None
     assert port_is_free("127.0.0.1", node.ports.broker) and port_is_free("127.0.0.1", node.ports.controller)
     kafka.stop()  # idempotent
+
+
+@needs_kafka
+def test_a_node_pauses_and_keeps_its_records_through_a_crash_and_restart(tmp_path: Path) -> None:
+    with LocalKafka(tmp_path) as kafka:
+        settings = KafkaSettings(bootstrap_servers=kafka.bootstrap_servers, topic_prefix="kept.", partitions=1)
+        topic = TopicNames(settings.topic_prefix).frames
+        create_topics(kafka.bootstrap_servers, [topic], partitions=1, retention_ms=3_600_000)
+        produce(settings, topic, [(b"cam", b"%d" % i) for i in range(5)])
+        node = kafka.node(0)
+        node.pause()  # SIGSTOP: a frozen broker answers nothing
+        with pytest.raises(KafkaException):
+            fetch_cluster_metadata(kafka.bootstrap_servers, timeout_s=2)
+        node.resume()
+        assert fetch_cluster_metadata(kafka.bootstrap_servers, timeout_s=10).brokers
+        node.kill()  # kill -9; the log dir stays
+        assert not node.running
+        kafka.restart(0)
+        assert sorted(read_from_start(settings, topic, 5)) == [b"%d" % i for i in range(5)]
 
 
 def test_a_port_taken_by_another_program_is_a_clear_error(tmp_path: Path) -> None:
