@@ -4,10 +4,10 @@
 The pipeline runs as separate worker processes (detect, alert, persist) against the real
 tritonserver and chDB while an acks=all, idempotent producer feeds frames of four cameras.
 Mid-stream the broker leading the frames partitions is killed with SIGKILL (no controlled
-shutdown), the pipeline has to keep going on the other two, the broker is restarted and
-allowed back into every ISR; then the broker leading the frames partitions at that point
-(another one) is killed and restarted the same way. One broker down at a time, so every
-acks=all write still has its two in-sync replicas.
+shutdown), the pipeline has to keep going on the other two, the broker is restarted, allowed
+back into every ISR and given back its preferred leaderships; then the broker leading the
+frames partitions at that point (another one) is killed and restarted the same way. One
+broker down at a time, so every acks=all write still has its two in-sync replicas.
 
 Afterwards: every frame is in ClickHouse exactly once, the alert ids on the alerts topic are
 exactly the ones the rules give for the frames produced, nothing went to the dead letters,
@@ -23,12 +23,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaException
+from confluent_kafka import OFFSET_BEGINNING, Consumer, ElectionType, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from framestream.services.kafka import LocalKafkaCluster, fetch_cluster_metadata, kafka_unavailable_reason
 from framestream.settings import BrokerProfile, KafkaSettings
-from schemas import Alert
+from schemas import Alert, FrameMeta
 from streams.app import Stage, app_id
+from streams.kafka_config import consumer_config
 from streams.topics import TopicNames, create_deployment_topics
 from tests.integration.workers import (
     FrameFeed,
@@ -68,7 +70,7 @@ PARTITIONS = 4  # camera i -> partition i: every frames partition carries a came
 # unbounded backlog would only make the test longer. The feed is never paused by the outages
 # themselves (the backlog is free when a broker dies): frames are in flight when it happens.
 ROUND_S = 1.0
-MAX_ROUNDS = 100
+MAX_ROUNDS = 400
 MAX_BACKLOG = 4 * len(CAMERAS)
 # Frames the pipeline must store while a broker is down (per outage) and after both restarts.
 PROGRESS_FRAMES = 2 * len(CAMERAS)
@@ -167,6 +169,37 @@ def wait_until_all_in_sync(cluster: LocalKafkaCluster, timeout_s: float) -> None
         raise AssertionError(f"{error}; lagging: {lagging[:5]}") from None
 
 
+def restore_preferred_leaders(cluster: LocalKafkaCluster, timeout_s: float) -> None:
+    """Hand every partition back to its preferred replica, as an operator does after a restart
+    (kafka-leader-election --election-type PREFERRED), and wait until metadata shows it.
+
+    Without this the controller's own leader balancing moves leadership back to the restarted
+    broker at a moment of its choosing: seen here a second after the node rejoined, between the
+    test reading which broker leads the frames partitions and killing it, so the broker killed
+    led nothing any more. With preferred leaders in place the balancer has nothing to move."""
+    admin = AdminClient({"bootstrap.servers": running_servers(cluster), "log_level": 0})
+    # No request_timeout/operation_timeout: confluent-kafka 2.16.1 raises SystemError on either.
+    results = admin.elect_leaders(ElectionType.PREFERRED, None).result(timeout=60)
+    refused = {f"{tp.topic}[{tp.partition}]": error for tp, error in results.items()
+               if error is not None and error.args[0].code() != KafkaError.ELECTION_NOT_NEEDED}  # fmt: skip
+    assert not refused, f"preferred leader election refused: {refused}"
+    elsewhere: list[str] = []
+    checks: list[bool] = []
+
+    def preferred_everywhere() -> bool:
+        metadata = fetch_cluster_metadata(running_servers(cluster), timeout_s=10)
+        elsewhere[:] = [f"{name}[{p}] leader={meta.leader} replicas={meta.replicas}"
+                        for name, topic in metadata.topics.items() for p, meta in topic.partitions.items()
+                        if meta.replicas and meta.leader != meta.replicas[0]]  # fmt: skip
+        checks.append(not elsewhere)
+        return checks[-2:] == [True, True]  # twice in a row: metadata of every broker has caught up
+
+    try:
+        wait_until(preferred_everywhere, timeout_s, "the preferred replicas to lead again", interval_s=1.0)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; not yet: {elsewhere[:5]}") from None
+
+
 def wait_for_group_to_commit_everything(kafka: KafkaSettings, topic: str, group_id: str, timeout_s: float) -> None:
     progress: dict[str, dict[int, int]] = {}
 
@@ -225,14 +258,27 @@ def run_failover(cluster: LocalKafkaCluster, kafka: KafkaSettings, topics: Topic
 
         killed: list[int] = []
         for outage in (1, 2):
+            # Let the pipeline catch up first, so the feed has room to keep sending through the
+            # outage (it waits while MAX_BACKLOG frames are unstored, and a stalled pipeline would
+            # otherwise hold it back just when frames should be in flight).
+            feed.hold()
+            wait_until(lambda: len(feed.produced) - stored() <= 0, 120, "the pipeline to catch up")
+            feed.release()
             victim = busiest_leader(cluster, topics.frames, other_than=killed[-1] if killed else None)
             led = sorted(p for p, index in frames_leaders(cluster, topics.frames).items() if index == victim)
             cluster.node(victim).kill()  # kill -9: no controlled shutdown, leadership is taken from it
+            sent_at_kill, killed_at = len(feed.produced), time.monotonic()
             killed.append(victim)
             mark(f"outage {outage}: node {cluster.node(victim).node_id} killed (led frames partitions {led})")
             for partition in led:
                 cluster.wait_for_leader(topics.frames, partition, not_index=victim, timeout_s=60)
-            mark(f"outage {outage}: new leaders elected")
+            # Mid-stream: frames went to those partitions while their leader was dead and no other
+            # was elected yet (the controller fences a dead broker after 9 s); librdkafka held and
+            # retried them. The checks below find each of them downstream, once.
+            sent_leaderless = len(feed.produced) - sent_at_kill
+            leaderless_s = time.monotonic() - killed_at
+            assert sent_leaderless > 0, f"the feed sent nothing in the {leaderless_s:.1f}s without a leader"
+            mark(f"outage {outage}: new leaders after {leaderless_s:.1f}s ({sent_leaderless} frames sent meanwhile)")
             # The pipeline goes on with a broker down: produce, consume, commit on the other two.
             persist.wait_for_metric("framestream_sink_rows_inserted_total", stored() + PROGRESS_FRAMES, 120,
                                     table="frames")  # fmt: skip
@@ -240,7 +286,8 @@ def run_failover(cluster: LocalKafkaCluster, kafka: KafkaSettings, topics: Topic
             cluster.restart(victim)
             mark(f"outage {outage}: node restarted")
             wait_until_all_in_sync(cluster, 120)
-            mark(f"outage {outage}: every replica in sync")
+            restore_preferred_leaders(cluster, 60)
+            mark(f"outage {outage}: every replica in sync, preferred leaders back")
         assert killed[0] != killed[1], "the second outage takes another broker"
         persist.wait_for_metric("framestream_sink_rows_inserted_total", stored() + PROGRESS_FRAMES, 120, table="frames")
     finally:
@@ -250,8 +297,11 @@ def run_failover(cluster: LocalKafkaCluster, kafka: KafkaSettings, topics: Topic
     # The producer retried through both failovers: everything it sent is reported delivered.
     assert undelivered == 0 and feed.failed == [], f"{undelivered} undelivered, failed: {feed.failed[:5]}"
     assert sorted(feed.delivered) == sorted(feed.produced), "each frame is reported delivered exactly once"
-    # ...and written once: only this producer writes the frames topic, so its offsets count records.
-    assert sum(end_offsets(kafka, topics.frames, PARTITIONS).values()) == len(feed.produced), "no duplicate on the log"
+    # ...and kept, each once, by the brokers that survived and came back (no unclean election).
+    on_the_log = Counter(frame_ids_on_the_log(kafka, topics.frames))
+    lost = sorted(set(feed.delivered) - set(on_the_log))
+    assert set(on_the_log) == set(feed.delivered), f"delivered, not on the log: {lost[:5]}"
+    assert max(on_the_log.values()) == 1, "the idempotent producer's retries wrote no duplicate"
 
     alerts_wanted = expected_alerts(feed.rounds)
     persist.wait_for_metric("framestream_sink_rows_inserted_total", len(feed.delivered), 240, table="frames")
@@ -271,6 +321,26 @@ def run_failover(cluster: LocalKafkaCluster, kafka: KafkaSettings, topics: Topic
     check_clickhouse(store, set(feed.delivered), alerts_wanted)
     mark("checked")
     print(f"transient retries by worker: {retries}")
+
+
+def frame_ids_on_the_log(kafka: KafkaSettings, topic: str) -> list[str]:
+    """The frame id (from the headers) of every record of the frames topic, up to its high watermarks."""
+    ends = end_offsets(kafka, topic, PARTITIONS)
+    consumer = Consumer(consumer_config(kafka, group_id=f"test-log-reader-{uuid.uuid4().hex[:6]}"))
+    ids: list[str] = []
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p, end in ends.items() if end > 0])
+        positions = dict.fromkeys(ends, 0)
+        deadline = time.monotonic() + 60
+        while any(positions[p] < end for p, end in ends.items()) and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            ids.append(FrameMeta.from_headers(message.headers()).frame_id)
+            positions[message.partition()] = message.offset() + 1
+    finally:
+        consumer.close()
+    return ids
 
 
 def check_alerts_topic(kafka: KafkaSettings, topics: TopicNames, wanted: set[str]) -> None:

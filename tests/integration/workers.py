@@ -215,6 +215,7 @@ class FrameFeed(threading.Thread):
         self.rounds = 0
         self.error: BaseException | None = None
         self._stop_requested = threading.Event()
+        self._held = threading.Event()
 
     def run(self) -> None:
         try:
@@ -226,8 +227,9 @@ class FrameFeed(threading.Thread):
                 next_round += self.round_s
                 self._stop_requested.wait(max(0.0, next_round - time.monotonic()))
                 self.producer.poll(0)
-                while len(self.produced) - self.stored() > self.max_backlog and not self._stop_requested.is_set():
-                    self._stop_requested.wait(0.5)
+                while (self._held.is_set() or len(self.produced) - self.stored() > self.max_backlog) \
+                        and not self._stop_requested.is_set():  # fmt: skip
+                    self._stop_requested.wait(0.2)
                     self.producer.poll(0)
                 next_round = max(next_round, time.monotonic())
         except BaseException as error:  # re-raised by finish(), in the test's thread
@@ -253,6 +255,13 @@ class FrameFeed(threading.Thread):
             self.delivered.append(frame_id)
         else:
             self.failed.append((frame_id, error.str()))
+
+    def hold(self) -> None:
+        """Send no new round until ``release()`` (e.g. to let the pipeline catch up first)."""
+        self._held.set()
+
+    def release(self) -> None:
+        self._held.clear()
 
     def finish(self, timeout_s: float) -> int:
         """Stop after the current round and wait for every delivery report; returns the records
