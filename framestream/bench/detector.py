@@ -32,18 +32,19 @@ from processors.detector import ObjectDetections, Thresholds, detect_batch
 from processors.nanodet import INPUT_NAME, OUTPUT_NAMES
 
 
-
 class InProcessDetector:
     """The detector pipeline in this process: processors/ around an onnxruntime session.
     The reference the served pipeline is compared with (tests) and measured against (bench)."""
 
-    def __init__(self, model_path: Path, intra_op_threads: int = 0) -> None:
+    def __init__(self, model_path: Path, intra_op_threads: int = 0,
+                 providers: Sequence[str] = ("CPUExecutionProvider",)) -> None:  # fmt: skip
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
-        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(model_path), options,
+                                            providers=[_with_options(name, model_path) for name in providers])
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(OUTPUT_NAMES, self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})))
+        return dict(zip(OUTPUT_NAMES, self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch}), strict=True))
 
     def detect(self, image: bytes, score_threshold: float = 0.35, iou_threshold: float = 0.6) -> ObjectDetections:
         """Detections for one encoded image; raises DecodeError for bad bytes."""
@@ -51,6 +52,14 @@ class InProcessDetector:
         if isinstance(result, DecodeError):
             raise result
         return result
+
+
+def _with_options(provider: str, model_path: Path) -> str | tuple[str, dict[str, object]]:
+    """TensorRT as the served GPU model runs it (FP16, engines cached beside the model's folder)."""
+    if provider != "TensorrtExecutionProvider":
+        return provider
+    cache = model_path.parent.parent / "trt-cache-inprocess"
+    return provider, {"trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="comma-separated concurrency levels (default 1,2,4,8)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per level; medians are reported (default 3)")
     parser.add_argument("--triton-url", default=None, help="use this Triton (host:port) instead of starting one")
+    parser.add_argument("--providers", type=lambda s: [v.strip() for v in s.split(",") if v.strip()],
+                        default=["CPUExecutionProvider"],
+                        help="ONNX Runtime providers of the in-process reference (default CPUExecutionProvider; "
+                             "on a GPU e.g. TensorrtExecutionProvider,CUDAExecutionProvider)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.rounds < 1 or min(args.concurrency) < 1:
@@ -170,7 +183,8 @@ def main(argv: list[str], settings: Settings) -> int:
             triton = LocalTriton(settings.triton.model_repository, settings.triton.venv,
                                  log_file=settings.data_dir / "logs" / "tritonserver-bench.log")
             url = stack.enter_context(triton).grpc_url
-        detector = InProcessDetector(settings.triton.model_repository / "nanodet" / "1" / "model.onnx")
+        detector = InProcessDetector(settings.triton.model_repository / "nanodet" / "1" / "model.onnx",
+                                     providers=args.providers)
         print(f"detector pipeline: {len(images)} images from {args.images}, {args.requests} requests per run, "
               f"median of {args.rounds} rounds; served = Triton at {url}, in-process = onnxruntime "
               f"{ort.__version__} in this process")
@@ -181,11 +195,13 @@ def main(argv: list[str], settings: Settings) -> int:
     return 0
 
 
-def json_figures(args: argparse.Namespace, url: str, rows: list[tuple[int, RunFigures, RunFigures]]) -> dict[str, object]:
+def json_figures(
+    args: argparse.Namespace, url: str, rows: list[tuple[int, RunFigures, RunFigures]]
+) -> dict[str, object]:
     """Per concurrency: served and in-process images/s, their ratio, and the latencies (medians of rounds)."""
     return {
         "bench": "detector", "requests": args.requests, "rounds": args.rounds, "triton_url": url,
-        "onnxruntime": ort.__version__,
+        "onnxruntime": ort.__version__, "inprocess_providers": list(args.providers),
         "concurrency": [
             {"concurrency": concurrency, "served_fps": round(served.images_per_s, 2),
              "inprocess_fps": round(local.images_per_s, 2), "ratio": round(served.images_per_s / local.images_per_s, 3),

@@ -157,7 +157,9 @@ def main(argv: list[str], settings: Settings) -> int:
     save_frames([(frame.data, frame.width, frame.height) for frame in frames], scratch / "frames")
     production = settings.triton.model_repository
     repository = NULL_REPOSITORY if args.model == "null" else production
-    triton = settings.triton.model_copy(update={"model_repository": repository})
+    # The null model is served by a tritonserver started here even when a Triton URL is configured.
+    url = "" if args.model == "null" else settings.triton.url
+    triton = settings.triton.model_copy(update={"model_repository": repository, "url": url})
     stack_settings = settings.model_copy(update={"data_dir": scratch, "triton": triton})
     try:
         with EmbeddedStack(stack_settings) as embedded, ExitStack() as services:

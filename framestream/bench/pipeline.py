@@ -34,6 +34,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from framestream.bench.photos import PHOTOS, Photo, load_photos
+from framestream.bench.progress import CommittedFrames, wait_until_stored
 from framestream.child_process import WorkerProcess
 from framestream.bench.report import write_json
 from framestream.settings import REPO_ROOT, EmbeddedBroker, Settings
@@ -145,23 +146,12 @@ def worker_env(settings: Settings, env: dict[str, str], concurrency: int) -> dic
     }
 
 
-def wait_for_rows(worker: WorkerProcess, rows: float, timeout_s: float = 600.0, poll_s: float = 0.25) -> None:
-    """Wait until the worker has stored ``rows`` frame rows. Polled slowly on purpose: every scrape of
-    /metrics costs the worker CPU (at 20 scrapes/s it was a fifth of the worker's, measured with py-spy);
-    when the last row went in is read from ClickHouse afterwards (``stored_at``), not from this loop."""
-    deadline = time.monotonic() + timeout_s
-    while worker.metric("framestream_sink_rows_inserted_total", table="frames") < rows:
-        worker.raise_if_exited()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{rows:.0f} frame rows not stored after {timeout_s:.0f}s; see {worker.log_path}")
-        time.sleep(poll_s)
-
-
-def pipeline_round(worker: WorkerProcess, feeder: FrameFeeder, label: str, frames: int, stored_before: float,
-                   fps: float | None = None) -> tuple[float, float]:  # fmt: skip
-    """Feed one round and wait for its rows; returns (epoch time of the first produce, rows stored after it)."""
+def pipeline_round(worker: WorkerProcess, progress: CommittedFrames, feeder: FrameFeeder, label: str, frames: int,
+                   stored_before: float, fps: float | None = None) -> tuple[float, float]:  # fmt: skip
+    """Feed one round and wait for its rows; returns (epoch time of the first produce, rows stored after it).
+    The wait asks the broker, not the worker's /metrics (see ``progress``): scraping costs the worker CPU."""
     started = feeder.feed(label, frames, fps)
-    wait_for_rows(worker, stored_before + frames)
+    wait_until_stored(worker, progress, stored_before + frames)
     return started, stored_before + frames
 
 
@@ -245,15 +235,16 @@ def run_bench(settings: Settings, env: dict[str, str], args: argparse.Namespace,
     try:
         feeder = FrameFeeder(settings, photos, args.cameras)
         worker.wait_for_metric("framestream_assigned_partitions", settings.kafka.partitions, 120, topic=feeder.topic)
-        _, stored = pipeline_round(worker, feeder, "warmup", 2 * args.concurrency, 0)
+        progress = CommittedFrames(settings.kafka)
+        _, stored = pipeline_round(worker, progress, feeder, "warmup", 2 * args.concurrency, 0)
         asyncio.run(bare_triton(settings.triton.url, photos, 2 * args.concurrency, args.concurrency))
         bare, starts = [], []
         for index in range(args.rounds):
             bare.append(asyncio.run(bare_triton(settings.triton.url, photos, args.frames, args.concurrency)))
-            started, stored = pipeline_round(worker, feeder, f"r{index}", args.frames, stored)
+            started, stored = pipeline_round(worker, progress, feeder, f"r{index}", args.frames, stored)
             starts.append(started)
         paced_fps = statistics.median(b.frames_per_s for b in bare) / 2
-        pipeline_round(worker, feeder, "paced", args.frames, stored, fps=paced_fps)
+        pipeline_round(worker, progress, feeder, "paced", args.frames, stored, fps=paced_fps)
     finally:
         worker.stop()
     rounds = [f"r{index}" for index in range(args.rounds)]

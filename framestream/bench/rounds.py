@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from framestream.bench import breakdown, cpu
-from framestream.bench.pipeline import bench_settings, wait_for_rows, worker_env
+from framestream.bench.pipeline import bench_settings, worker_env
+from framestream.bench.progress import CommittedFrames, wait_until_stored
 from framestream.child_process import ChildProcess, WorkerProcess
 from framestream.settings import REPO_ROOT, Settings
 from streams.topics import TopicNames, create_deployment_topics
-
-POLL_S = 1.0  # /metrics polls while waiting: each scrape costs the worker CPU (see pipeline.wait_for_rows)
 
 
 @dataclass
@@ -56,6 +55,7 @@ class Variant:
     triton_pid: int | None
     scratch: Path
     worker: WorkerProcess | None = None
+    progress: CommittedFrames | None = None
     stored: float = 0.0
     rounds: list[Round] = field(default_factory=list)
 
@@ -85,6 +85,7 @@ class Variant:
                                     log_path=self.scratch / "worker.log", env=env)  # fmt: skip
         self.worker.cwd = self.tree
         self.worker.start()
+        self.progress = CommittedFrames(self.settings.kafka)
 
     def wait_ready(self) -> None:
         assert self.worker is not None
@@ -128,7 +129,8 @@ def measure_round(variant: Variant, feeder: Feeder, broker_pid: int | None, labe
     metrics_before, triton_before = breakdown.parse_metrics(worker.metrics()), _triton(variant)
     cpu_before = cpu.sample(pids)
     feed = feeder.feed(variant, label, frames, fps)
-    wait_for_rows(worker, variant.stored + frames, poll_s=POLL_S)
+    assert variant.progress is not None
+    wait_until_stored(worker, variant.progress, variant.stored + frames)
     cpu_after = cpu.sample(pids)
     variant.stored += frames
     metrics_after = breakdown.parse_metrics(worker.metrics())
@@ -150,14 +152,10 @@ def measure_round(variant: Variant, feeder: Feeder, broker_pid: int | None, labe
 
 
 def idle_cpu_per_s(variants: list[Variant], broker_pid: int | None, seconds: float) -> dict[str, dict[str, float]]:
-    """CPU-s per second of each variant's processes with no frames flowing (the workers polled as in a round)."""
+    """CPU-s per second of each variant's processes with no frames flowing."""
     before = {v.name: cpu.sample(v.pids(broker_pid)) for v in variants}
     started = time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        for variant in variants:
-            assert variant.worker is not None
-            variant.worker.metrics()
-        time.sleep(POLL_S)
+    time.sleep(seconds)
     elapsed = time.perf_counter() - started
     return {v.name: {role: value / elapsed for role, value in cpu.cpu_seconds(before[v.name],
                                                                               cpu.sample(v.pids(broker_pid))).items()}

@@ -112,14 +112,16 @@ class TritonPythonModel:
 
 def _runs_here(network: str, network_dir: Path) -> bool:
     """``auto``: here when the network's own model would only run the same ONNX file with ONNX Runtime
-    on the CPU in a Python model (backend "python" beside a model.onnx), over BLS otherwise."""
+    on the CPU in a Python model (backend "python", CPU instances, a model.onnx), over BLS otherwise."""
     if network not in ("auto", "bls", "onnxruntime"):
         raise ValueError(f"detector parameter network must be auto, bls or onnxruntime, got {network!r}")
     if network != "auto":
         return network == "onnxruntime"
     config = network_dir / "config.pbtxt"
-    backend = re.search(r'^\s*backend:\s*"(\w+)"', config.read_text(), re.M) if config.is_file() else None
-    return backend is not None and backend.group(1) == "python" and (network_dir / "1" / "model.onnx").is_file()
+    text = re.sub(r"#.*", "", config.read_text()) if config.is_file() else ""  # settings, not comments
+    python = re.search(r'^\s*backend:\s*"python"', text, re.M) is not None
+    on_gpu = "KIND_GPU" in text or re.search(r'providers".*?string_value:\s*"[^"]*(cuda|tensorrt)', text, re.S)
+    return python and not on_gpu and (network_dir / "1" / "model.onnx").is_file()
 
 
 def _threads(setting: str, config: dict) -> int:
