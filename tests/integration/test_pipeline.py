@@ -1,7 +1,7 @@
 """Known frames through the running pipeline: detections in ClickHouse, alerts on the alert
 topic, dead letters for the bad records, and the worker still alive.
 
-Real services throughout: the session's broker (Tansu here), tritonserver serving
+Real services throughout: the session's broker (Apache Kafka here), tritonserver serving
 triton_models/, and ClickHouse (chDB here, owned by the worker process). The worker is
 the real ``framestream worker`` command running all three stages in one process.
 """
