@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "report": "framestream.commands.report",
     "bench": "framestream.commands.bench",
     "setup": "framestream.commands.setup",
+    "label": "framestream.commands.label",
 }
 
 
