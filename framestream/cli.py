@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "bench": "framestream.commands.bench",
     "setup": "framestream.commands.setup",
     "label": "framestream.commands.label",
+    "eval": "framestream.commands.eval",
 }
 
 

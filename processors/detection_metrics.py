@@ -44,6 +44,7 @@ class ClassMetrics:
     f1: float
     suggested_threshold: float  # the sweep's F1-best score threshold
     suggested_f1: float
+    sweep_f1: tuple[float, ...]  # F1 at each of SWEEP's thresholds
 
 
 @dataclass(frozen=True)
@@ -120,15 +121,15 @@ def evaluate(labels: LabelSet, predictions: list[list[ScoredBox]], score_thresho
     per_class, curves = [], {}
     for k, name in enumerate(classes):
         count = sum(1 for a in gt["annotations"] if a["category_id"] == k + 1)
-        if count == 0 and not matches[k][0].size:
-            continue
+        if count == 0 and not np.any(matches[k][0] >= score_threshold):
+            continue  # neither labelled nor predicted at the serving threshold
         ap, ap50 = _mean_valid(precision[:, :, k, 0, -1]), _mean_valid(precision[0, :, k, 0, -1])
         if count:
             curves[name] = precision[0, :, k, 0, -1]
         p, r, f1 = _prf(*matches[k], count, score_threshold)
         sweep = [(float(t), _prf(*matches[k], count, float(t))[2]) for t in SWEEP]
         best_t, best_f1 = max(sweep, key=lambda item: (item[1], -abs(item[0] - score_threshold)))
-        per_class.append(ClassMetrics(name, count, ap, ap50, p, r, f1, best_t, best_f1))
+        per_class.append(ClassMetrics(name, count, ap, ap50, p, r, f1, best_t, best_f1, tuple(f for _, f in sweep)))
     labels_order, confusion = confusion_matrix(gt, dt, classes, score_threshold)
     return Evaluation(
         map=float(evaluator.stats[0]), map50=float(evaluator.stats[1]), score_threshold=score_threshold,
