@@ -9,8 +9,9 @@ faust source each patch names, drop the patches upstream has fixed, then update
 ``FAUST_VERSION``.
 
 The patches. ``apply(app)`` (called from ``streams.app.create_app``) installs 1-3 on one app;
-``framestream worker`` runs ``Worker`` (4) in place of ``faust.Worker``. 1 and 2 are the two
-halves of the recovery race: each alone still let a worker with an empty store skip records.
+``framestream worker`` runs ``Worker`` (4) in place of ``faust.Worker``. 1 and 2 close two
+windows of the same recovery race; with 1 alone a worker with an empty store still skipped
+records through 2 (tests/integration/test_recovery.py, moved workers).
 
 1. Recovery seeks the source partitions to their committed offsets BEFORE it resumes them
    (faust-streaming #596, open upstream; #216 is the same order in ``_resume_streams``).
