@@ -51,9 +51,10 @@ IDLE_S = 5.0
 
 
 def parse_env(text: str) -> tuple[str, str]:
+    """A worker environment variable: a framestream setting, or one of faust's (e.g. PRODUCER_LINGER)."""
     name, sep, value = text.partition("=")
-    if not sep or not name.startswith("FRAMESTREAM_"):
-        raise argparse.ArgumentTypeError(f"expected FRAMESTREAM_NAME=value, got {text!r}")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=value, got {text!r}")
     return name, value
 
 
@@ -70,11 +71,11 @@ def parse_args(argv: list[str], settings: Settings) -> argparse.Namespace:
     parser.add_argument("--frame-kb", type=int, default=150, help="JPEG size to aim at, KB (default 150)")
     parser.add_argument("--model-frames", type=int, default=24, help="frames the in-process model runs for its CPU")
     parser.add_argument("--no-paced", action="store_true", help="skip the paced latency round")
-    parser.add_argument("--env", type=parse_env, action="append", default=[], metavar="FRAMESTREAM_X=V",
-                        help="worker setting for this checkout's worker (repeatable)")
+    parser.add_argument("--env", type=parse_env, action="append", default=[], metavar="NAME=VALUE",
+                        help="environment of this checkout's worker: FRAMESTREAM_WORKER_..., faust's (repeatable)")
     parser.add_argument("--versus", type=Path, default=None, help="another checkout: its worker side by side")
-    parser.add_argument("--versus-env", type=parse_env, action="append", default=[], metavar="FRAMESTREAM_X=V",
-                        help="worker setting for the --versus worker (repeatable)")
+    parser.add_argument("--versus-env", type=parse_env, action="append", default=[], metavar="NAME=VALUE",
+                        help="environment of the --versus worker (repeatable)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.frames is None:

@@ -97,6 +97,7 @@ class Variant:
         return {"broker": broker_pid, "worker": self.worker.pid, "triton": self.triton_pid, "bench": os.getpid()}
 
     def stop(self) -> None:
+        self.progress = None  # its admin client goes before the broker does
         if self.worker is not None:
             self.worker.stop()
 
