@@ -112,8 +112,7 @@ def evaluate(labels: LabelSet, predictions: list[list[ScoredBox]], score_thresho
     """
     if len(predictions) != len(labels.images):
         raise ValueError(f"{len(predictions)} prediction lists for {len(labels.images)} images")
-    extra = sorted({box.label for boxes in predictions for box in boxes} - set(labels.classes))
-    classes = (*labels.classes, *extra)
+    classes = evaluation_classes(labels, predictions)
     gt, dt = coco_ground_truth(labels, classes), coco_detections(predictions, classes)
     evaluator = run_cocoeval(gt, dt)
     precision = evaluator.eval["precision"]  # [IoU thresholds, recall points, classes, areas, max dets]
@@ -136,6 +135,12 @@ def evaluate(labels: LabelSet, predictions: list[list[ScoredBox]], score_thresho
         per_class=tuple(per_class), recall_points=evaluator.params.recThrs, pr_curves=curves,
         confusion_labels=labels_order, confusion=confusion,
     )  # fmt: skip
+
+
+def evaluation_classes(labels: LabelSet, predictions: list[list[ScoredBox]]) -> tuple[str, ...]:
+    """The category order of an evaluation: the labelled classes, then predicted names they lack."""
+    extra = sorted({box.label for boxes in predictions for box in boxes} - set(labels.classes))
+    return (*labels.classes, *extra)
 
 
 def _mean_valid(values: np.ndarray) -> float:

@@ -23,6 +23,7 @@ from schemas.labels import LABEL_FORMATS
 
 if TYPE_CHECKING:
     from processors.detection_metrics import Evaluation, ScoredBox
+    from schemas.labels import LabelSet
 
 EXIT_BAD_INPUT = 1
 EXIT_UNAVAILABLE = 2
@@ -55,11 +56,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return _fail(f"--min-score must be within [0, serving threshold {threshold}], got {args.min_score}")
     try:
         labels = read_labels(args.dataset, args.format)
-        images = [Path(image.image).read_bytes() for image in labels.images]
+        images = read_images(labels, str(args.dataset))
     except LabelError as error:
         return _fail(str(error))
-    except OSError as error:
-        return _fail(f"{error.filename}: cannot read image: {error.strerror}")
     url = settings.triton.url if args.triton_url is None else args.triton_url
     try:
         with ExitStack() as stack:
@@ -78,11 +77,45 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report_dict(result, model, len(labels.images)), indent=1))
     if args.out:
-        from framestream.labels.plots import write_plots
-
-        for path in write_plots(result, args.out):
+        for path in write_outputs(result, labels, predictions, args.out):
             print(f"wrote {path}")
     return 0
+
+
+def read_images(labels: LabelSet, source: str) -> list[bytes]:
+    """Each labelled image's bytes; a missing image or one whose size the labels misstate is an error."""
+    from processors.decode import DecodeError, probe_size
+    from processors.labels import LabelError
+
+    images: list[bytes] = []
+    for index, image in enumerate(labels.images):
+        field = f"images[{index}] ({image.image})"
+        try:
+            data = Path(image.image).read_bytes()
+            size = probe_size(data, max_pixels=sys.maxsize)
+        except OSError as error:
+            raise LabelError(source, field, f"cannot read the image: {error.strerror}") from None
+        except DecodeError as error:
+            raise LabelError(source, field, f"not an image: {error}") from None
+        if size != (image.width, image.height):
+            raise LabelError(source, f"{field}.width/height", f"labels say {image.width}x{image.height}, "
+                             f"the image is {size[0]}x{size[1]}")  # fmt: skip
+        images.append(data)
+    return images
+
+
+def write_outputs(result: Evaluation, labels: LabelSet, predictions: list[list[ScoredBox]], out: Path) -> list[Path]:
+    """The PNG plots, plus the COCO files the numbers came from (to rerun pycocotools on them)."""
+    from framestream.labels.plots import write_plots
+    from processors.detection_metrics import coco_detections, coco_ground_truth, evaluation_classes
+
+    classes = evaluation_classes(labels, predictions)
+    written = write_plots(result, out)
+    for name, content in (("ground_truth.json", coco_ground_truth(labels, classes)),
+                          ("detections.json", coco_detections(predictions, classes))):  # fmt: skip
+        (out / name).write_text(json.dumps(content))
+        written.append(out / name)
+    return written
 
 
 def _fail(message: str) -> int:
