@@ -74,8 +74,9 @@ class ChildProcess:
         cls, args: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None, grace_s: float = 60.0
     ) -> ChildProcess:
         """``python -m framestream.cli ARGS`` with this interpreter, from the repository root."""
-        return cls([sys.executable, "-m", "framestream.cli", *args], log_path=log_path, env=env, cwd=REPO_ROOT,
-                   grace_s=grace_s)  # fmt: skip
+        return cls(
+            [sys.executable, "-m", "framestream.cli", *args], log_path=log_path, env=env, cwd=REPO_ROOT, grace_s=grace_s
+        )
 
     @property
     def name(self) -> str:
@@ -97,10 +98,15 @@ class ChildProcess:
         self.returncode = None
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                self.command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                self.command,
+                cwd=self.cwd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
                 preexec_fn=_death_signal_hook(self.stop_signal),
-            )  # fmt: skip
+            )
         return self
 
     def poll(self) -> int | None:
@@ -112,8 +118,9 @@ class ChildProcess:
     def raise_if_exited(self) -> None:
         """Raise ``ChildProcessFailed`` (with the log's tail) if the child is no longer running."""
         if self._process is not None and self.poll() is not None:
-            raise ChildProcessFailed(f"`{self.name}` exited with {self.returncode}; see {self.log_path}:\n"
-                                     f"{self.log_tail(20)}")  # fmt: skip
+            raise ChildProcessFailed(
+                f"`{self.name}` exited with {self.returncode}; see {self.log_path}:\n{self.log_tail(20)}"
+            )
 
     def finished(self) -> bool:
         """True once the child exited with 0; a non-zero exit raises ``ChildProcessFailed``."""
@@ -205,9 +212,9 @@ class ChildProcess:
 class WorkerProcess(ChildProcess):
     """``framestream worker`` in a subprocess, watched through its Prometheus /metrics.
 
-        worker = WorkerProcess(["--stages", "detect"], log_path=log, env=env, worker_id="a").start()
-        worker.wait_for_metric("framestream_assigned_partitions", 4, timeout_s=60, topic="vision.frames.v1")
-        worker.stop()   # SIGTERM: drain, flush, commit; SIGKILL after the grace period
+    worker = WorkerProcess(["--stages", "detect"], log_path=log, env=env, worker_id="a").start()
+    worker.wait_for_metric("framestream_assigned_partitions", 4, timeout_s=60, topic="vision.frames.v1")
+    worker.stop()   # SIGTERM: drain, flush, commit; SIGKILL after the grace period
     """
 
     def __init__(
@@ -224,8 +231,17 @@ class WorkerProcess(ChildProcess):
 
         self.metrics_port = metrics_port or free_port()
         self.worker_id = worker_id
-        command = [sys.executable, "-m", "framestream.cli", "worker", *args,
-                   "--metrics-port", str(self.metrics_port), "--worker-id", worker_id]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "framestream.cli",
+            "worker",
+            *args,
+            "--metrics-port",
+            str(self.metrics_port),
+            "--worker-id",
+            worker_id,
+        ]
         super().__init__(command, log_path=log_path, env=env, cwd=REPO_ROOT, grace_s=grace_s)
 
     def metrics(self) -> str | None:
@@ -247,8 +263,10 @@ class WorkerProcess(ChildProcess):
         while self.metric(name, **labels) < at_least:
             self.raise_if_exited()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"`{self.name}`: timed out after {timeout_s:.0f}s waiting for "
-                                   f"{name}{labels} >= {at_least}; see {self.log_path}")  # fmt: skip
+                raise TimeoutError(
+                    f"`{self.name}`: timed out after {timeout_s:.0f}s waiting for "
+                    f"{name}{labels} >= {at_least}; see {self.log_path}"
+                )
             time.sleep(0.05)
         return time.perf_counter()
 
@@ -258,5 +276,7 @@ class WorkerProcess(ChildProcess):
         while self.metrics() is None:
             self.raise_if_exited()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"`{self.name}`: /metrics did not answer within {timeout_s:.0f}s; see {self.log_path}")
+                raise TimeoutError(
+                    f"`{self.name}`: /metrics did not answer within {timeout_s:.0f}s; see {self.log_path}"
+                )
             time.sleep(0.1)

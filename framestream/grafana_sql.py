@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
@@ -48,7 +48,7 @@ class TimeRange:
 
     @classmethod
     def last(cls, duration: timedelta, now: datetime | None = None) -> TimeRange:
-        end = now or datetime.now(timezone.utc)
+        end = now or datetime.now(UTC)
         return cls(end - duration, end)
 
     def interval_s(self, max_points: int = 300) -> int:
@@ -125,8 +125,15 @@ def _panel(dashboard_uid: str, raw: dict) -> Panel:
         raise ValueError(f"{dashboard_uid}: panel {raw.get('title')!r} needs exactly one target with rawSql")
     target = targets[0]
     custom = raw.get("fieldConfig", {}).get("defaults", {}).get("custom", {})
-    return Panel(dashboard_uid, raw["title"], raw["type"], target["rawSql"], int(target.get("format", 1)),
-                 str(target.get("queryType", "")), str(custom.get("drawStyle", "line")))  # fmt: skip
+    return Panel(
+        dashboard_uid,
+        raw["title"],
+        raw["type"],
+        target["rawSql"],
+        int(target.get("format", 1)),
+        str(target.get("queryType", "")),
+        str(custom.get("drawStyle", "line")),
+    )
 
 
 def _variable_sql(raw: dict) -> str:
@@ -192,7 +199,7 @@ def _macro(name: str, args: list[str], time_range: TimeRange, interval_s: int) -
     start, end, seconds = time_range.start, time_range.end, max(int(interval_s), 1)
     dt = lambda moment: f"toDateTime({int(moment.timestamp())})"  # noqa: E731
     dt_ms = lambda moment: f"fromUnixTimestamp64Milli({int(moment.timestamp() * 1000)})"  # noqa: E731
-    date = lambda moment: f"toDate('{moment.astimezone(timezone.utc):%Y-%m-%d}')"  # noqa: E731
+    date = lambda moment: f"toDate('{moment.astimezone(UTC):%Y-%m-%d}')"  # noqa: E731
     expansions: dict[str, tuple[int, Callable[[], str]]] = {
         "fromTime": (0, lambda: dt(start)),
         "toTime": (0, lambda: dt(end)),
@@ -205,10 +212,11 @@ def _macro(name: str, args: list[str], time_range: TimeRange, interval_s: int) -
         "dt": (2, lambda: _date_time_filter(args, start, end)),
         "timeInterval": (1, lambda: f"toStartOfInterval(toDateTime({args[0]}), INTERVAL {seconds} second)"),
         "timeInterval_ms": (
-            1, lambda: f"toStartOfInterval(toDateTime64({args[0]}, 3), INTERVAL {seconds * 1000} millisecond)"
+            1,
+            lambda: f"toStartOfInterval(toDateTime64({args[0]}, 3), INTERVAL {seconds * 1000} millisecond)",
         ),
         "interval_s": (0, lambda: str(seconds)),
-    }  # fmt: skip
+    }
     if name not in expansions:
         raise ValueError(f"unknown macro $__{name}")
     arity, render = expansions[name]
@@ -218,7 +226,7 @@ def _macro(name: str, args: list[str], time_range: TimeRange, interval_s: int) -
 
 
 def _date_time_filter(args: list[str], start: datetime, end: datetime) -> str:
-    day = lambda moment: f"toDate('{moment.astimezone(timezone.utc):%Y-%m-%d}')"  # noqa: E731
+    day = lambda moment: f"toDate('{moment.astimezone(UTC):%Y-%m-%d}')"  # noqa: E731
     date_part = f"({args[0]} >= {day(start)} AND {args[0]} <= {day(end)})"
     since, until = int(start.timestamp()), int(end.timestamp())
     time_part = f"({args[1]} >= toDateTime({since}) AND {args[1]} <= toDateTime({until}))"
@@ -232,7 +240,7 @@ def _balanced(sql: str, open_at: int) -> tuple[str, int]:
         depth += {"(": 1, ")": -1}.get(sql[index], 0)
         if depth == 0:
             return sql[open_at + 1 : index], index + 1
-    raise ValueError(f"unbalanced parentheses after macro at: {sql[open_at:open_at + 40]!r}")
+    raise ValueError(f"unbalanced parentheses after macro at: {sql[open_at : open_at + 40]!r}")
 
 
 def _split_args(inner: str) -> list[str]:
@@ -248,9 +256,7 @@ def _split_args(inner: str) -> list[str]:
     return args
 
 
-def all_values(
-    client: Client, dashboard: Dashboard, time_range: TimeRange, interval_s: int
-) -> dict[str, list[str]]:
+def all_values(client: Client, dashboard: Dashboard, time_range: TimeRange, interval_s: int) -> dict[str, list[str]]:
     """Each variable with "All" selected: every value its query returns for the time range."""
     values: dict[str, list[str]] = {}
     for variable in dashboard.variables:

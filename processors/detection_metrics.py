@@ -83,8 +83,14 @@ def coco_detections(predictions: list[list[ScoredBox]], classes: tuple[str, ...]
 
 def _coco_box(box: LabelBox | ScoredBox, ann_id: int, image_id: int, category_id: int) -> dict[str, object]:
     width, height = box.x2 - box.x1, box.y2 - box.y1
-    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "iscrowd": 0,
-            "bbox": [box.x1, box.y1, width, height], "area": width * height}  # fmt: skip
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "iscrowd": 0,
+        "bbox": [box.x1, box.y1, width, height],
+        "area": width * height,
+    }
 
 
 def run_cocoeval(gt: dict, dt: list[dict[str, object]], use_cats: bool = True) -> COCOeval:
@@ -131,10 +137,15 @@ def evaluate(labels: LabelSet, predictions: list[list[ScoredBox]], score_thresho
         per_class.append(ClassMetrics(name, count, ap, ap50, p, r, f1, best_t, best_f1, tuple(f for _, f in sweep)))
     labels_order, confusion = confusion_matrix(gt, dt, classes, score_threshold)
     return Evaluation(
-        map=float(evaluator.stats[0]), map50=float(evaluator.stats[1]), score_threshold=score_threshold,
-        per_class=tuple(per_class), recall_points=evaluator.params.recThrs, pr_curves=curves,
-        confusion_labels=labels_order, confusion=confusion,
-    )  # fmt: skip
+        map=float(evaluator.stats[0]),
+        map50=float(evaluator.stats[1]),
+        score_threshold=score_threshold,
+        per_class=tuple(per_class),
+        recall_points=evaluator.params.recThrs,
+        pr_curves=curves,
+        confusion_labels=labels_order,
+        confusion=confusion,
+    )
 
 
 def evaluation_classes(labels: LabelSet, predictions: list[list[ScoredBox]]) -> tuple[str, ...]:

@@ -3,7 +3,6 @@ this metadata travels in the record headers so consumers can route without decod
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Literal
 
 from pydantic import Field
@@ -55,7 +54,7 @@ class FrameMeta(Message):
         """Parse record headers; raises ``pydantic.ValidationError`` or ``ValueError`` naming the field."""
         items = headers.items() if isinstance(headers, dict) else (headers or [])
         raw = {
-            name[len(HEADER_PREFIX):]: (value or b"").decode("utf-8", errors="strict")
+            name[len(HEADER_PREFIX) :]: (value or b"").decode("utf-8", errors="strict")
             for name, value in items
             if name.startswith(HEADER_PREFIX)
         }

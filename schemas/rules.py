@@ -46,7 +46,6 @@ class Anchor(str, Enum):
     CENTER = "center"
 
 
-
 def check_polygon(points: Sequence[Sequence[float]], *, normalized: bool) -> None:
     """Raise ``ValueError`` saying what is wrong with a zone polygon, if anything."""
     if any(len(point) != 2 for point in points):
@@ -74,7 +73,6 @@ def _check_range(points: Sequence[Sequence[float]], *, normalized: bool) -> None
         )
     if not normalized and min(values) < 0.0:
         raise ValueError("pixel coordinates must be >= 0")
-
 
 
 class ZoneConfig(BaseModel):

@@ -38,13 +38,24 @@ def cooldowns_table(app: faust.App, context: WorkerContext) -> faust.Table:
     partitions = context.settings.kafka.partitions
     changelog = app.topic(
         context.topics.cooldowns_changelog,
-        key_type=str, value_type=None, key_serializer="json", value_serializer="json",
-        partitions=partitions, compacting=True, acks=False, internal=True,
-    )  # fmt: skip
+        key_type=str,
+        value_type=None,
+        key_serializer="json",
+        value_serializer="json",
+        partitions=partitions,
+        compacting=True,
+        acks=False,
+        internal=True,
+    )
     return app.Table(
-        COOLDOWNS_TABLE, default=dict, key_type=str, value_type=None,
-        partitions=partitions, changelog_topic=changelog, help="per camera: rule id -> captured_at of its last alert",
-    )  # fmt: skip
+        COOLDOWNS_TABLE,
+        default=dict,
+        key_type=str,
+        value_type=None,
+        partitions=partitions,
+        changelog_topic=changelog,
+        help="per camera: rule id -> captured_at of its last alert",
+    )
 
 
 def parse_detections(event: EventT) -> FrameDetections | Rejection:
@@ -61,8 +72,14 @@ def parse_detections(event: EventT) -> FrameDetections | Rejection:
 
 
 class AlertStage:
-    def __init__(self, context: WorkerContext, evaluator: RuleEvaluator, table: faust.Table,
-                 alerts: faust.TopicT, deadletter: faust.TopicT) -> None:  # fmt: skip
+    def __init__(
+        self,
+        context: WorkerContext,
+        evaluator: RuleEvaluator,
+        table: faust.Table,
+        alerts: faust.TopicT,
+        deadletter: faust.TopicT,
+    ) -> None:
         self.context = context
         self.metrics = context.metrics
         self.evaluator = evaluator
@@ -108,9 +125,12 @@ def register(app: faust.App, context: WorkerContext) -> None:
         raise ValueError("the alert stage needs its rules: WorkerContext.rules is None")
     log.info("rules loaded", extra={"rules": [rule.id for rule in rules.rules]})
     stage = AlertStage(
-        context, RuleEvaluator(rules), cooldowns_table(app, context),
-        raw_topic(app, context.topics.alerts), raw_topic(app, context.topics.deadletter),
-    )  # fmt: skip
+        context,
+        RuleEvaluator(rules),
+        cooldowns_table(app, context),
+        raw_topic(app, context.topics.alerts),
+        raw_topic(app, context.topics.deadletter),
+    )
 
     @app.agent(raw_topic(app, context.topics.detections), name=STAGE)
     async def alert(stream: faust.StreamT) -> None:

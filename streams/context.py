@@ -54,14 +54,20 @@ class WorkerSettings(BaseSettings):
     triton_ready_timeout_s: float = Field(300.0, gt=0, description="wait for the model at start")
     persist_max_rows: int = Field(5000, ge=1, description="rows of one table buffered before a ClickHouse flush")
     persist_max_interval_s: float = Field(
-        0.25, gt=0, le=60, description="longest time a message waits for its flush (each flush costs ~30-60 ms of "
-        "CPU in chDB whatever its size, so shorter buys latency with CPU)"
+        0.25,
+        gt=0,
+        le=60,
+        description="longest time a message waits for its flush (each flush costs ~30-60 ms of "
+        "CPU in chDB whatever its size, so shorter buys latency with CPU)",
     )
     commit_interval_s: float = Field(1.0, gt=0, le=60, description="how often acked offsets are committed")
     retry_max_backoff_s: float = Field(10.0, gt=0, description="ceiling of the retry backoff for transient faults")
     shutdown_timeout_s: float = Field(60.0, gt=0, description="SIGTERM: longest wait for batches in hand")
-    bind_host: str = Field("127.0.0.1", description="address /metrics and faust's web server listen on "
-                                                   "(0.0.0.0 in a container, so Prometheus can scrape it)")
+    bind_host: str = Field(
+        "127.0.0.1",
+        description="address /metrics and faust's web server listen on "
+        "(0.0.0.0 in a container, so Prometheus can scrape it)",
+    )
     lag_interval_s: float = Field(5.0, gt=0, description="how often the consumer-lag gauge is refreshed")
 
 
@@ -87,4 +93,3 @@ def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
     """Keys and values stay bytes: faust acks and skips a value that fails to deserialize, so
     decoding happens inside the agent, where a failure can go to the dead-letter topic."""
     return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-

@@ -101,11 +101,17 @@ class DeadLetterRule:
         letter = build_dead_letter(event, stage=self.stage, reason=rejection.reason, error_type=rejection.error_type)
         log.log(
             logging.ERROR if rejection.unexpected is not None else logging.WARNING,
-            "dead letter: %s", rejection.reason[:500], exc_info=rejection.unexpected,
-            extra={"stage": self.stage, "error_type": rejection.error_type,
-                   "source_topic": letter.source_topic, "source_partition": letter.source_partition,
-                   "source_offset": letter.source_offset},
-        )  # fmt: skip
+            "dead letter: %s",
+            rejection.reason[:500],
+            exc_info=rejection.unexpected,
+            extra={
+                "stage": self.stage,
+                "error_type": rejection.error_type,
+                "source_topic": letter.source_topic,
+                "source_partition": letter.source_partition,
+                "source_offset": letter.source_offset,
+            },
+        )
         self.metrics.dead_letters.labels(stage=self.stage, reason=rejection.error_type).inc()
         return letter
 

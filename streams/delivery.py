@@ -115,8 +115,13 @@ class OrderedPipeline(Generic[ResultT]):
         self._tail = asyncio.ensure_future(self._run(work, finish, previous, size))
         self._tail.add_done_callback(_log_failure)
 
-    async def _run(self, work: Callable[[], Awaitable[ResultT]], finish: Callable[[ResultT], Awaitable[None]],
-                   previous: asyncio.Task[None] | None, size: int) -> None:  # fmt: skip
+    async def _run(
+        self,
+        work: Callable[[], Awaitable[ResultT]],
+        finish: Callable[[ResultT], Awaitable[None]],
+        previous: asyncio.Task[None] | None,
+        size: int,
+    ) -> None:
         try:
             result = await work()
             if previous is not None:

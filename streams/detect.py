@@ -134,8 +134,10 @@ class DetectStage:
         ready = partial(self.client.wait_ready, self.context.worker.triton_ready_timeout_s)
         await retry_transient(ready, what="waiting for Triton", retry=self.retry)
         self.model_version = await retry_transient(self.client.model_version, what="Triton model metadata")
-        log.info("detector ready", extra={"triton_url": self.context.settings.triton.url,
-                                           "model_version": self.model_version})
+        log.info(
+            "detector ready",
+            extra={"triton_url": self.context.settings.triton.url, "model_version": self.model_version},
+        )
 
     async def infer_batch(self, events: Sequence[EventT]) -> list[FrameDetections | Rejection]:
         """Every frame of the batch through Triton at once: its rows in few requests (bounded by ``slots``)."""
@@ -163,13 +165,17 @@ class DetectStage:
             for frame, result in zip(chunk, results, strict=True)
         }
 
-    def _outcome(self, meta: FrameMeta, arrival: FrameArrival, result: ObjectDetections | Rejection,
-                 triton_s: float) -> FrameDetections | Rejection:  # fmt: skip
+    def _outcome(
+        self, meta: FrameMeta, arrival: FrameArrival, result: ObjectDetections | Rejection, triton_s: float
+    ) -> FrameDetections | Rejection:
         if isinstance(result, Rejection):
             return result
         timings = timings_of(meta, arrival, triton_s)
-        for step, value in (("queue", timings.queue_ms), ("batch_wait", timings.batch_wait_ms),
-                            ("triton", timings.triton_ms)):
+        for step, value in (
+            ("queue", timings.queue_ms),
+            ("batch_wait", timings.batch_wait_ms),
+            ("triton", timings.triton_ms),
+        ):
             if value is not None:
                 self.metrics.latency.labels(stage=STAGE, step=step).observe(value / 1000.0)
         try:
@@ -178,8 +184,9 @@ class DetectStage:
             # e.g. a class id outside COCO or a box the schema refuses: the frame is kept, as a dead letter.
             return Rejection(f"detector output does not fit FrameDetections: {error}", type(error).__name__)
 
-    async def emit_batch(self, stream: faust.StreamT, events: Sequence[EventT],
-                         outcomes: Sequence[FrameDetections | Rejection]) -> None:  # fmt: skip
+    async def emit_batch(
+        self, stream: faust.StreamT, events: Sequence[EventT], outcomes: Sequence[FrameDetections | Rejection]
+    ) -> None:
         """Produce the outputs in offset order (a camera's frames share a partition), then release."""
         started = time.perf_counter()
         outgoing = [self._record(event, outcome) for event, outcome in zip(events, outcomes, strict=True)]
@@ -217,8 +224,9 @@ class DetectStage:
         """The images' detections (or why Triton refused one) and the request's round trip; retried
         while Triton is unavailable, never skipped."""
         retried = self.metrics.retries.labels(stage=STAGE, target="triton")
-        return await retry_transient(partial(self._infer_once, images), what="Triton request", retry=self.retry,
-                                     on_retry=lambda _: retried.inc())  # fmt: skip
+        return await retry_transient(
+            partial(self._infer_once, images), what="Triton request", retry=self.retry, on_retry=lambda _: retried.inc()
+        )
 
     async def _infer_once(self, images: list[bytes]) -> tuple[list[ObjectDetections | Rejection], float]:
         try:

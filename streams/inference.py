@@ -95,9 +95,7 @@ def channel_options() -> list[tuple[str, int]]:
 class DetectorClient:
     """One gRPC channel to Triton; at most ``max_in_flight`` requests outstanding at once."""
 
-    def __init__(
-        self, url: str, model_name: str = "detector", max_in_flight: int = 4, timeout_s: float = 30.0
-    ) -> None:
+    def __init__(self, url: str, model_name: str = "detector", max_in_flight: int = 4, timeout_s: float = 30.0) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self.url = url

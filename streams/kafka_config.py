@@ -38,6 +38,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+
 class BrokerProfile(str, Enum):
     """Broker quirks to work around: ``tansu`` is the fallback embedded broker; see this module's docstring."""
 

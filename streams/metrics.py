@@ -30,46 +30,65 @@ class WorkerMetrics:
             "framestream_frames_total",
             "Records processed per stage (detect: frames; alert: per-frame detections; persist: detections, "
             "alerts, dead letters); outcome ok or deadletter. rate() gives frames/s",
-            ["stage", "outcome"], registry=self.registry,
+            ["stage", "outcome"],
+            registry=self.registry,
         )
         self.latency = Histogram(
             "framestream_stage_latency_seconds",
             "Time per processing step (detect: queue, batch_wait, triton; alert: evaluate; persist: flush)",
-            ["stage", "step"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            ["stage", "step"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.batch_size = Histogram(
-            "framestream_batch_size", "Messages per micro-batch or flush", ["stage"],
-            buckets=BATCH_BUCKETS, registry=self.registry,
+            "framestream_batch_size",
+            "Messages per micro-batch or flush",
+            ["stage"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
         )
         self.in_flight = Gauge(
-            "framestream_triton_requests_in_flight", "Triton requests awaiting a reply", registry=self.registry,
+            "framestream_triton_requests_in_flight",
+            "Triton requests awaiting a reply",
+            registry=self.registry,
         )
         self.lag = Gauge(
             "framestream_consumer_lag_records",
             "High watermark minus next offset to process, per assigned partition. APPROXIMATE on Tansu: "
             "its high watermark is the base offset of the last record batch plus one, too low when that "
             "batch held several records (streams/kafka_config.py, quirk 1); exact on Apache Kafka.",
-            ["topic", "partition"], registry=self.registry,
+            ["topic", "partition"],
+            registry=self.registry,
         )
         self.dead_letters = Counter(
-            "framestream_dead_letters_total", "Records sent to the dead-letter topic, by stage and error class",
-            ["stage", "reason"], registry=self.registry,
+            "framestream_dead_letters_total",
+            "Records sent to the dead-letter topic, by stage and error class",
+            ["stage", "reason"],
+            registry=self.registry,
         )
         self.persisted = Counter(
             "framestream_persisted_messages_total",
             "Messages whose rows ClickHouse acknowledged (kind: detections, alerts, deadletters)",
-            ["kind"], registry=self.registry,
+            ["kind"],
+            registry=self.registry,
         )
         self.alerts = Counter(
-            "framestream_alerts_total", "Alerts produced, by rule", ["rule_id"], registry=self.registry,
+            "framestream_alerts_total",
+            "Alerts produced, by rule",
+            ["rule_id"],
+            registry=self.registry,
         )
         self.retries = Counter(
-            "framestream_transient_retries_total", "Retries after a transient fault (Triton, ClickHouse, Kafka)",
-            ["stage", "target"], registry=self.registry,
+            "framestream_transient_retries_total",
+            "Retries after a transient fault (Triton, ClickHouse, Kafka)",
+            ["stage", "target"],
+            registry=self.registry,
         )
         self.assigned = Gauge(
-            "framestream_assigned_partitions", "Partitions assigned to this worker, per topic",
-            ["topic"], registry=self.registry,
+            "framestream_assigned_partitions",
+            "Partitions assigned to this worker, per topic",
+            ["topic"],
+            registry=self.registry,
         )
         self._next_offset: dict[TP, int] = {}
 

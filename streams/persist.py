@@ -111,8 +111,10 @@ class PersistStage:
             self.sink.add(letter)
             self.buffered[message_id(letter)] = Buffered(event, "deadletters")
         except RowConversionError as error:  # not expected: the letter is built from plain bytes
-            log.error("cannot store an unreadable dead letter; it stays on the topic",
-                      extra={"offset": event.message.offset, "error": str(error)})  # fmt: skip
+            log.error(
+                "cannot store an unreadable dead letter; it stays on the topic",
+                extra={"offset": event.message.offset, "error": str(error)},
+            )
         return None
 
     async def _produce(self, records: list[Outgoing]) -> None:
@@ -141,8 +143,10 @@ class PersistStage:
             if buffered is None:
                 continue
             if buffered.event.message.topic == self.context.topics.deadletter:
-                log.error("ClickHouse refused a dead letter; it stays on the topic",
-                          extra={"message_id": refused_id, "error": str(refused.cause)})  # fmt: skip
+                log.error(
+                    "ClickHouse refused a dead letter; it stays on the topic",
+                    extra={"message_id": refused_id, "error": str(refused.cause)},
+                )
                 continue
             self.metrics.frames.labels(stage=STAGE, outcome="deadletter").inc()
             rejection = Rejection(f"ClickHouse refused it: {refused.cause}", type(refused.cause).__name__)
@@ -175,8 +179,12 @@ def open_sink(context: WorkerContext) -> ClickHouseSink:
     finally:
         client.close()  # chDB: the sink opens the path again, from its own thread
     worker = context.worker
-    return ClickHouseSink(lambda: connect(settings, data_dir), settings.database,
-                          max_rows=worker.persist_max_rows, max_interval_s=worker.persist_max_interval_s)  # fmt: skip
+    return ClickHouseSink(
+        lambda: connect(settings, data_dir),
+        settings.database,
+        max_rows=worker.persist_max_rows,
+        max_interval_s=worker.persist_max_interval_s,
+    )
 
 
 def register(app: faust.App, context: WorkerContext) -> PersistStage:

@@ -83,17 +83,27 @@ class Backoff:
 def log_retry(log: logging.Logger, what: str, attempt: int, delay_s: float, error: object, **extra: object) -> None:
     """The one retry log line: what failed, how many times, when it is tried again, and why."""
     log.warning(
-        "%s failed (attempt %d), retrying in %.2f s: %s", what, attempt, delay_s, error,
+        "%s failed (attempt %d), retrying in %.2f s: %s",
+        what,
+        attempt,
+        delay_s,
+        error,
         extra={"what": what, "attempt": attempt, "retry_in_s": round(delay_s, 3), "error": str(error)[:500], **extra},
-    )  # fmt: skip
+    )
 
 
 class RetryCancelled(RuntimeError):
     """``retry_sync``'s stop event was set while it waited to retry; the last fault is the cause."""
 
 
-def _next_retry(backoff: Backoff, error: Exception, what: str, log: logging.Logger,
-                on_retry: OnRetry | None, extra: Mapping[str, object]) -> float:  # fmt: skip
+def _next_retry(
+    backoff: Backoff,
+    error: Exception,
+    what: str,
+    log: logging.Logger,
+    on_retry: OnRetry | None,
+    extra: Mapping[str, object],
+) -> float:
     delay = backoff.next_delay()
     log_retry(log, what, backoff.attempts, delay, error, **extra)
     if on_retry is not None:

@@ -102,11 +102,21 @@ def create_deployment_topics(kafka: KafkaSettings) -> None:
     """Every topic a deployment needs, with the configured partitions and retention; the alert
     table's changelog too (compacted, kept forever), since faust must not create it."""
     topics = TopicNames(kafka.topic_prefix)
-    create_topics(kafka.bootstrap_servers, topics, partitions=kafka.partitions,
-                  retention_ms=kafka.retention_ms, replication_factor=kafka.replication_factor)  # fmt: skip
-    create_topics(kafka.bootstrap_servers, [topics.cooldowns_changelog], partitions=kafka.partitions,
-                  retention_ms=kafka.retention_ms, replication_factor=kafka.replication_factor,
-                  extra_config={"cleanup.policy": "compact", "retention.ms": "-1"})  # fmt: skip
+    create_topics(
+        kafka.bootstrap_servers,
+        topics,
+        partitions=kafka.partitions,
+        retention_ms=kafka.retention_ms,
+        replication_factor=kafka.replication_factor,
+    )
+    create_topics(
+        kafka.bootstrap_servers,
+        [topics.cooldowns_changelog],
+        partitions=kafka.partitions,
+        retention_ms=kafka.retention_ms,
+        replication_factor=kafka.replication_factor,
+        extra_config={"cleanup.policy": "compact", "retention.ms": "-1"},
+    )
 
 
 def _wait_for_topics(bootstrap_servers: str, names: list[str], partitions: int, timeout_s: float) -> None:

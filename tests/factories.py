@@ -8,14 +8,14 @@ the model, so a test can set any other field.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.coco import COCO_CLASSES
 from schemas import Alert, BoundingBox, DeadLetter, Detection, FrameDetections, FrameMeta, ImageStats
 from schemas.alerts import Severity
+from schemas.coco import COCO_CLASSES
 
-BASE_TIME = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+BASE_TIME = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 FRAME_INTERVAL = timedelta(seconds=0.1)
 
 Box = tuple[float, float, float, float]

@@ -71,8 +71,11 @@ def descendants(root: int, stats: Mapping[int, ProcStat]) -> list[int]:
 def find_children(*needles: str, parent: int | None = None) -> list[int]:
     """Direct children of ``parent`` (this process) whose command line holds every needle."""
     parent = os.getpid() if parent is None else parent
-    return sorted(stat.pid for stat in all_stats().values()
-                  if stat.ppid == parent and all(needle in read_cmdline(stat.pid) for needle in needles))  # fmt: skip
+    return sorted(
+        stat.pid
+        for stat in all_stats().values()
+        if stat.ppid == parent and all(needle in read_cmdline(stat.pid) for needle in needles)
+    )
 
 
 def sample(pids: Mapping[str, int | None]) -> dict[str, int]:

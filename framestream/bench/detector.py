@@ -36,12 +36,14 @@ class InProcessDetector:
     """The detector pipeline in this process: processors/ around an onnxruntime session.
     The reference the served pipeline is compared with (tests) and measured against (bench)."""
 
-    def __init__(self, model_path: Path, intra_op_threads: int = 0,
-                 providers: Sequence[str] = ("CPUExecutionProvider",)) -> None:  # fmt: skip
+    def __init__(
+        self, model_path: Path, intra_op_threads: int = 0, providers: Sequence[str] = ("CPUExecutionProvider",)
+    ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
-        self.session = ort.InferenceSession(str(model_path), options,
-                                            providers=[_with_options(name, model_path) for name in providers])
+        self.session = ort.InferenceSession(
+            str(model_path), options, providers=[_with_options(name, model_path) for name in providers]
+        )
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return dict(zip(OUTPUT_NAMES, self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch}), strict=True))
@@ -71,8 +73,9 @@ class RunFigures:
 
 def figures(latencies_s: Sequence[float], elapsed_s: float) -> RunFigures:
     latencies_ms = np.asarray(latencies_s) * 1000.0
-    return RunFigures(len(latencies_s) / elapsed_s, float(np.percentile(latencies_ms, 50)),
-                      float(np.percentile(latencies_ms, 95)))
+    return RunFigures(
+        len(latencies_s) / elapsed_s, float(np.percentile(latencies_ms, 50)), float(np.percentile(latencies_ms, 95))
+    )
 
 
 def median_figures(runs: Sequence[RunFigures]) -> RunFigures:
@@ -153,14 +156,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="framestream bench detector", description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, default=PHOTOS, help="folder of .jpg/.png images")
     parser.add_argument("--requests", type=int, default=48, help="requests per run (default 48)")
-    parser.add_argument("--concurrency", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 4, 8],
-                        help="comma-separated concurrency levels (default 1,2,4,8)")
+    parser.add_argument(
+        "--concurrency",
+        type=lambda s: [int(v) for v in s.split(",")],
+        default=[1, 2, 4, 8],
+        help="comma-separated concurrency levels (default 1,2,4,8)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="runs per level; medians are reported (default 3)")
     parser.add_argument("--triton-url", default=None, help="use this Triton (host:port) instead of starting one")
-    parser.add_argument("--providers", type=lambda s: [v.strip() for v in s.split(",") if v.strip()],
-                        default=["CPUExecutionProvider"],
-                        help="ONNX Runtime providers of the in-process reference (default CPUExecutionProvider; "
-                             "on a GPU e.g. TensorrtExecutionProvider,CUDAExecutionProvider)")
+    parser.add_argument(
+        "--providers",
+        type=lambda s: [v.strip() for v in s.split(",") if v.strip()],
+        default=["CPUExecutionProvider"],
+        help="ONNX Runtime providers of the in-process reference (default CPUExecutionProvider; "
+        "on a GPU e.g. TensorrtExecutionProvider,CUDAExecutionProvider)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.rounds < 1 or min(args.concurrency) < 1:
@@ -180,14 +190,20 @@ def main(argv: list[str], settings: Settings) -> int:
         if not url:
             from framestream.services.triton import LocalTriton
 
-            triton = LocalTriton(settings.triton.model_repository, settings.triton.venv,
-                                 log_file=settings.data_dir / "logs" / "tritonserver-bench.log")
+            triton = LocalTriton(
+                settings.triton.model_repository,
+                settings.triton.venv,
+                log_file=settings.data_dir / "logs" / "tritonserver-bench.log",
+            )
             url = stack.enter_context(triton).grpc_url
-        detector = InProcessDetector(settings.triton.model_repository / "nanodet" / "1" / "model.onnx",
-                                     providers=args.providers)
-        print(f"detector pipeline: {len(images)} images from {args.images}, {args.requests} requests per run, "
-              f"median of {args.rounds} rounds; served = Triton at {url}, in-process = onnxruntime "
-              f"{ort.__version__} in this process")
+        detector = InProcessDetector(
+            settings.triton.model_repository / "nanodet" / "1" / "model.onnx", providers=args.providers
+        )
+        print(
+            f"detector pipeline: {len(images)} images from {args.images}, {args.requests} requests per run, "
+            f"median of {args.rounds} rounds; served = Triton at {url}, in-process = onnxruntime "
+            f"{ort.__version__} in this process"
+        )
         print(HEADER)
         rows = asyncio.run(measure(url, detector, images, args, report=print))
     if args.json is not None:
@@ -200,13 +216,23 @@ def json_figures(
 ) -> dict[str, object]:
     """Per concurrency: served and in-process images/s, their ratio, and the latencies (medians of rounds)."""
     return {
-        "bench": "detector", "requests": args.requests, "rounds": args.rounds, "triton_url": url,
-        "onnxruntime": ort.__version__, "inprocess_providers": list(args.providers),
+        "bench": "detector",
+        "requests": args.requests,
+        "rounds": args.rounds,
+        "triton_url": url,
+        "onnxruntime": ort.__version__,
+        "inprocess_providers": list(args.providers),
         "concurrency": [
-            {"concurrency": concurrency, "served_fps": round(served.images_per_s, 2),
-             "inprocess_fps": round(local.images_per_s, 2), "ratio": round(served.images_per_s / local.images_per_s, 3),
-             "served_p50_ms": round(served.p50_ms, 1), "served_p95_ms": round(served.p95_ms, 1),
-             "inprocess_p50_ms": round(local.p50_ms, 1), "inprocess_p95_ms": round(local.p95_ms, 1)}
+            {
+                "concurrency": concurrency,
+                "served_fps": round(served.images_per_s, 2),
+                "inprocess_fps": round(local.images_per_s, 2),
+                "ratio": round(served.images_per_s / local.images_per_s, 3),
+                "served_p50_ms": round(served.p50_ms, 1),
+                "served_p95_ms": round(served.p95_ms, 1),
+                "inprocess_p50_ms": round(local.p50_ms, 1),
+                "inprocess_p95_ms": round(local.p95_ms, 1),
+            }
             for concurrency, served, local in rows
         ],
-    }  # fmt: skip
+    }

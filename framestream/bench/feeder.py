@@ -44,11 +44,14 @@ class FeedResult:
     def to_json(self) -> dict[str, object]:
         acks = sorted(self.ack_ms)
         return {
-            "frames": self.frames, "started": self.started, "finished": self.finished, "cpu_s": self.cpu_s,
+            "frames": self.frames,
+            "started": self.started,
+            "finished": self.finished,
+            "cpu_s": self.cpu_s,
             "ack_p50_ms": statistics.median(acks) if acks else None,
             "ack_mean_ms": statistics.fmean(acks) if acks else None,
             "ack_p95_ms": acks[min(len(acks) - 1, int(0.95 * len(acks)))] if acks else None,
-        }  # fmt: skip
+        }
 
 
 def save_frames(frames: list[tuple[bytes, int, int]], folder: Path) -> None:
@@ -68,8 +71,15 @@ def load_frames(folder: Path) -> list[tuple[bytes, int, int]]:
     return frames
 
 
-def feed(producer: Producer, topic: str, frames: list[tuple[bytes, int, int]], label: str, count: int,
-         cameras: int, fps: float | None) -> FeedResult:  # fmt: skip
+def feed(
+    producer: Producer,
+    topic: str,
+    frames: list[tuple[bytes, int, int]],
+    label: str,
+    count: int,
+    cameras: int,
+    fps: float | None,
+) -> FeedResult:
     """Produce ``count`` frames over ``cameras`` cameras ``<label>-cam<i>``; wait for every ack."""
     acks: list[float] = []
     failures: list[str] = []
@@ -85,13 +95,19 @@ def feed(producer: Producer, topic: str, frames: list[tuple[bytes, int, int]], l
             time.sleep(max(0.0, started + index / fps - time.perf_counter()))
         data, width, height = frames[index % len(frames)]
         camera = f"{label}-cam{index % cameras}"
-        meta = FrameMeta(camera_id=camera, frame_seq=index // cameras, captured_at=datetime.now(UTC),
-                         width=width, height=height)  # fmt: skip
+        meta = FrameMeta(
+            camera_id=camera, frame_seq=index // cameras, captured_at=datetime.now(UTC), width=width, height=height
+        )
         sent_at = time.perf_counter()
         while True:
             try:
-                producer.produce(topic, key=camera.encode(), value=data, headers=meta.to_headers(),
-                                 on_delivery=lambda error, message, sent_at=sent_at: delivered(sent_at, error, message))
+                producer.produce(
+                    topic,
+                    key=camera.encode(),
+                    value=data,
+                    headers=meta.to_headers(),
+                    on_delivery=lambda error, message, sent_at=sent_at: delivered(sent_at, error, message),
+                )
                 break
             except BufferError:  # the local queue is full: serve delivery reports, then try again
                 producer.poll(0.01)
@@ -113,8 +129,15 @@ def main(argv: list[str]) -> int:
     kafka = KafkaSettings()
     producer = Producer(producer_config(kafka, client_id=f"bench-feeder-{os.getpid()}"))
     producer.list_topics(timeout=30)  # connected before the clock starts
-    result = feed(producer, TopicNames(kafka.topic_prefix).frames, load_frames(args.frames_dir), args.label,
-                  args.count, args.cameras, args.fps)  # fmt: skip
+    result = feed(
+        producer,
+        TopicNames(kafka.topic_prefix).frames,
+        load_frames(args.frames_dir),
+        args.label,
+        args.count,
+        args.cameras,
+        args.fps,
+    )
     args.out.write_text(json.dumps(result.to_json()))
     return 0
 

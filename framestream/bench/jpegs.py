@@ -27,8 +27,11 @@ NOISE_SIGMA = 2.0
 def cover_crop(image: np.ndarray, width: int = FRAME_WIDTH, height: int = FRAME_HEIGHT) -> np.ndarray:
     """Scale to cover width x height (aspect kept), then cut the centre out."""
     scale = max(width / image.shape[1], height / image.shape[0])
-    resized = cv2.resize(image, (max(width, round(image.shape[1] * scale)), max(height, round(image.shape[0] * scale))),
-                         interpolation=cv2.INTER_CUBIC)  # fmt: skip
+    resized = cv2.resize(
+        image,
+        (max(width, round(image.shape[1] * scale)), max(height, round(image.shape[0] * scale))),
+        interpolation=cv2.INTER_CUBIC,
+    )
     top, left = (resized.shape[0] - height) // 2, (resized.shape[1] - width) // 2
     return np.ascontiguousarray(resized[top : top + height, left : left + width])
 

@@ -59,23 +59,44 @@ def parse_env(text: str) -> tuple[str, str]:
 
 
 def parse_args(argv: list[str], settings: Settings) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="framestream bench passthrough", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--model", choices=("null", "nanodet"), default="null",
-                        help="null: infra/triton/passthrough (no work); nanodet: the production repository")
+    parser = argparse.ArgumentParser(
+        prog="framestream bench passthrough", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model",
+        choices=("null", "nanodet"),
+        default="null",
+        help="null: infra/triton/passthrough (no work); nanodet: the production repository",
+    )
     parser.add_argument("--frames", type=int, default=None, help="frames per round (default 2000 null, 200 nanodet)")
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds; medians are printed")
-    parser.add_argument("--concurrency", type=int, default=settings.triton.max_in_flight,
-                        help="Triton requests in flight in the detect stage (default: the settings')")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=settings.triton.max_in_flight,
+        help="Triton requests in flight in the detect stage (default: the settings')",
+    )
     parser.add_argument("--cameras", type=int, default=4, help="cameras the frames are spread over (keys)")
     parser.add_argument("--frame-kb", type=int, default=150, help="JPEG size to aim at, KB (default 150)")
     parser.add_argument("--model-frames", type=int, default=24, help="frames the in-process model runs for its CPU")
     parser.add_argument("--no-paced", action="store_true", help="skip the paced latency round")
-    parser.add_argument("--env", type=parse_env, action="append", default=[], metavar="NAME=VALUE",
-                        help="environment of this checkout's worker: FRAMESTREAM_WORKER_..., faust's (repeatable)")
+    parser.add_argument(
+        "--env",
+        type=parse_env,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment of this checkout's worker: FRAMESTREAM_WORKER_..., faust's (repeatable)",
+    )
     parser.add_argument("--versus", type=Path, default=None, help="another checkout: its worker side by side")
-    parser.add_argument("--versus-env", type=parse_env, action="append", default=[], metavar="NAME=VALUE",
-                        help="environment of the --versus worker (repeatable)")
+    parser.add_argument(
+        "--versus-env",
+        type=parse_env,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment of the --versus worker (repeatable)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.frames is None:
@@ -144,8 +165,12 @@ def start_versus_triton(args: argparse.Namespace, settings: Settings, scratch: P
         return None
     from framestream.services.triton import LocalTriton
 
-    triton = LocalTriton(args.versus / "triton_models", settings.triton.venv, pythonpath=(args.versus.resolve(),),
-                         log_file=scratch / "versus" / "tritonserver.log")  # fmt: skip
+    triton = LocalTriton(
+        args.versus / "triton_models",
+        settings.triton.venv,
+        pythonpath=(args.versus.resolve(),),
+        log_file=scratch / "versus" / "tritonserver.log",
+    )
     return stack.enter_context(triton).grpc_url
 
 
@@ -165,11 +190,21 @@ def main(argv: list[str], settings: Settings) -> int:
     try:
         with EmbeddedStack(stack_settings) as embedded, ExitStack() as services:
             versus_url = start_versus_triton(args, embedded.settings, scratch, services)
-            variants = [Variant.make("this", REPO_ROOT, embedded.settings, embedded.env(), scratch / "this",
-                                     dict(args.env))]  # fmt: skip
+            variants = [
+                Variant.make("this", REPO_ROOT, embedded.settings, embedded.env(), scratch / "this", dict(args.env))
+            ]
             if args.versus is not None:
-                variants.append(Variant.make("versus", args.versus.resolve(), embedded.settings, embedded.env(),
-                                             scratch / "versus", dict(args.versus_env), versus_url))  # fmt: skip
+                variants.append(
+                    Variant.make(
+                        "versus",
+                        args.versus.resolve(),
+                        embedded.settings,
+                        embedded.env(),
+                        scratch / "versus",
+                        dict(args.versus_env),
+                        versus_url,
+                    )
+                )
             feeder = Feeder(scratch / "frames", args.cameras, scratch / "feeder.log")
             try:
                 idle = run(variants, feeder, args)

@@ -37,6 +37,7 @@ class Report:
 
     def cpu_ms(self, net: bool = False) -> dict[str, float]:
         """Median over rounds of CPU-ms per frame, per process; ``net``: less what it burns idle."""
+
         def per_frame(round_: Round, role: str) -> float:
             idle = self.idle_per_s.get(role, 0.0) * round_.seconds if net and role != "ingest" else 0.0
             return 1000.0 * (round_.cpu_s[role] - idle) / round_.frames
@@ -52,8 +53,12 @@ class Report:
         frames_per_s = statistics.median(r.frames_per_s for r in self.measured)
         middle = self.measured[len(self.measured) // 2]
         figures: dict[str, object] = {
-            "bench": "passthrough", "model": self.args.model, "frames": self.args.frames, "rounds": self.args.rounds,
-            "concurrency": self.args.concurrency, "cameras": self.args.cameras,
+            "bench": "passthrough",
+            "model": self.args.model,
+            "frames": self.args.frames,
+            "rounds": self.args.rounds,
+            "concurrency": self.args.concurrency,
+            "cameras": self.args.cameras,
             "worker_env": dict(self.variant.extra_env),
             "frame_kb_mean": round(statistics.fmean(self.frame_bytes) / 1000, 1),
             "frames_per_s": round(frames_per_s, 1),
@@ -68,20 +73,21 @@ class Report:
             "overhead_cpu_ratio_net_of_idle": round((pipeline_net_ms - model) / self.model_cpu_ms, 4),
             "cpu_cores_busy": round(pipeline_ms * frames_per_s / 1000.0, 2),
             "time_ms_mean": steps(middle),
-        }  # fmt: skip
+        }
         paced = self.paced
         if paced is not None and paced.times is not None:
             server = paced.window.triton.get("detector")
             server_ms = (server.queue_ms or 0.0) + (server.compute_ms or 0.0) if server else None
             figures["paced"] = {
-                "fps": round(paced.frames_per_s, 1), "frames": paced.frames,
+                "fps": round(paced.frames_per_s, 1),
+                "frames": paced.frames,
                 "detect_p95_ms": round(paced.times.detected_p95_ms, 1),
                 "stored_p50_ms": round(paced.times.stored_p50_ms, 1),
                 "stored_p95_ms": round(paced.times.stored_p95_ms, 1),
                 "triton_p95_ms": round(paced.times.triton_p95_ms, 1),
                 "triton_server_ms_mean": None if server_ms is None else round(server_ms, 2),
                 "time_ms_mean": steps(paced),
-            }  # fmt: skip
+            }
         return figures
 
     def ratios(self, other: Report) -> dict[str, object]:
@@ -91,9 +97,12 @@ class Report:
         return {
             "frames_per_s": _ratio(mine["frames_per_s"], theirs["frames_per_s"]),
             "pipeline_cpu_ms_per_frame": _ratio(mine["pipeline_cpu_ms_per_frame"], theirs["pipeline_cpu_ms_per_frame"]),
-            "cpu_ms_per_frame": {role: _ratio(cpu_mine[role], cpu_theirs[role])  # type: ignore[index]
-                                 for role in cpu_mine if role in cpu_theirs},  # type: ignore[union-attr,operator]
-        }  # fmt: skip
+            "cpu_ms_per_frame": {
+                role: _ratio(cpu_mine[role], cpu_theirs[role])  # type: ignore[index]
+                for role in cpu_mine
+                if role in cpu_theirs
+            },  # type: ignore[union-attr,operator]
+        }
 
 
 def steps(round_: Round) -> dict[str, float | None]:
@@ -120,28 +129,38 @@ def print_report(report: Report) -> None:
     figures = report.figures()
     args = report.args
     env = f", worker env {figures['worker_env']}" if figures["worker_env"] else ""
-    print(f"\nframestream bench passthrough [{report.variant.name}: {report.variant.tree}{env}], model {args.model}: "
-          f"{args.frames} frames/round of ~{figures['frame_kb_mean']} KB JPEGs, {args.rounds} rounds (medians), "
-          f"concurrency {args.concurrency}, {args.cameras} cameras")  # fmt: skip
-    print(f"frames/s, Kafka -> detect -> Triton -> detections -> ClickHouse: {figures['frames_per_s']} "
-          f"(per round: {figures['frames_per_s_per_round']})")
+    print(
+        f"\nframestream bench passthrough [{report.variant.name}: {report.variant.tree}{env}], model {args.model}: "
+        f"{args.frames} frames/round of ~{figures['frame_kb_mean']} KB JPEGs, {args.rounds} rounds (medians), "
+        f"concurrency {args.concurrency}, {args.cameras} cameras"
+    )
+    print(
+        f"frames/s, Kafka -> detect -> Triton -> detections -> ClickHouse: {figures['frames_per_s']} "
+        f"(per round: {figures['frames_per_s_per_round']})"
+    )
     gross, net = figures["cpu_ms_per_frame"], figures["cpu_ms_per_frame_net_of_idle"]
     idle = figures["idle_cpu_ms_per_s"]
     print(f"\n{'CPU per frame':46}{'ms':>9}{'net of idle':>13}{'idle ms/s':>11}")
     for role, value in gross.items():  # type: ignore[union-attr]
         print(f"  {ROLE_NAMES[role]:44}{value:>9.3f}{net[role]:>13.3f}{idle.get(role, 0.0):>11.1f}")  # type: ignore[index,union-attr]
-    print(f"  {'pipeline (broker + ingest + worker + triton)':44}{figures['pipeline_cpu_ms_per_frame']:>9.3f}"
-          f"{figures['pipeline_cpu_ms_per_frame_net_of_idle']:>13.3f}")
+    print(
+        f"  {'pipeline (broker + ingest + worker + triton)':44}{figures['pipeline_cpu_ms_per_frame']:>9.3f}"
+        f"{figures['pipeline_cpu_ms_per_frame_net_of_idle']:>13.3f}"
+    )
     print(f"  {'model alone, in-process (1 ORT thread)':44}{figures['model_cpu_ms_per_frame_inprocess']:>9.3f}")
-    print(f"overhead_cpu_ratio (pipeline CPU beyond the model / model CPU): {figures['overhead_cpu_ratio']:.3f} "
-          f"({figures['overhead_cpu_ratio_net_of_idle']:.3f} net of idle); cores busy: {figures['cpu_cores_busy']}")
+    print(
+        f"overhead_cpu_ratio (pipeline CPU beyond the model / model CPU): {figures['overhead_cpu_ratio']:.3f} "
+        f"({figures['overhead_cpu_ratio_net_of_idle']:.3f} net of idle); cores busy: {figures['cpu_cores_busy']}"
+    )
     print(f"\n{'where a frame spends its time (mean ms, middle round)':54}")
     _print_steps(figures["time_ms_mean"])  # type: ignore[arg-type]
     if "paced" in figures:
         paced = figures["paced"]
-        print(f"\npaced at {paced['fps']} frames/s: captured -> detections p95 {paced['detect_p95_ms']} ms "  # type: ignore[index]
-              f"(Triton round trip p95 {paced['triton_p95_ms']} ms), "  # type: ignore[index]
-              f"captured -> stored p95 {paced['stored_p95_ms']} ms")  # type: ignore[index]
+        print(
+            f"\npaced at {paced['fps']} frames/s: captured -> detections p95 {paced['detect_p95_ms']} ms "  # type: ignore[index]
+            f"(Triton round trip p95 {paced['triton_p95_ms']} ms), "  # type: ignore[index]
+            f"captured -> stored p95 {paced['stored_p95_ms']} ms"
+        )  # type: ignore[index]
         _print_steps(paced["time_ms_mean"])  # type: ignore[index]
 
 
@@ -157,10 +176,14 @@ def print_comparison(this: Report, versus: Report) -> None:
     print(f"{'':44}{'this':>10}{'versus':>10}{'this/versus':>13}")
     print(f"  {'frames/s':42}{a['frames_per_s']:>10}{b['frames_per_s']:>10}{ratios['frames_per_s']:>13}")
     for role, ratio in ratios["cpu_ms_per_frame"].items():  # type: ignore[union-attr]
-        print(f"  {'CPU-ms/frame ' + role:42}{a['cpu_ms_per_frame'][role]:>10}{b['cpu_ms_per_frame'][role]:>10}"  # type: ignore[index]
-              f"{ratio:>13}")
-    print(f"  {'pipeline CPU-ms/frame':42}{a['pipeline_cpu_ms_per_frame']:>10}{b['pipeline_cpu_ms_per_frame']:>10}"
-          f"{ratios['pipeline_cpu_ms_per_frame']:>13}")
+        print(
+            f"  {'CPU-ms/frame ' + role:42}{a['cpu_ms_per_frame'][role]:>10}{b['cpu_ms_per_frame'][role]:>10}"  # type: ignore[index]
+            f"{ratio:>13}"
+        )
+    print(
+        f"  {'pipeline CPU-ms/frame':42}{a['pipeline_cpu_ms_per_frame']:>10}{b['pipeline_cpu_ms_per_frame']:>10}"
+        f"{ratios['pipeline_cpu_ms_per_frame']:>13}"
+    )
     for key in ("stored_p95_ms", "detect_p95_ms"):
         if "paced" in a and "paced" in b:
             print(f"  {'paced ' + key:42}{a['paced'][key]:>10}{b['paced'][key]:>10}")  # type: ignore[index]

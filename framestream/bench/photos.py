@@ -32,8 +32,10 @@ def image_files(folder: Path) -> list[Path]:
     """The folder's JPEG/PNG files, sorted; ``MissingBenchInput`` if there are none."""
     files = sorted(path for path in Path(folder).glob("*") if path.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise MissingBenchInput(f"no .jpg/.jpeg/.png images in {folder}: the benchmarks read the bundled test "
-                                "photos (tests/data/photos, see its README) or a folder given with --images")  # fmt: skip
+        raise MissingBenchInput(
+            f"no .jpg/.jpeg/.png images in {folder}: the benchmarks read the bundled test "
+            "photos (tests/data/photos, see its README) or a folder given with --images"
+        )
     return files
 
 

@@ -28,21 +28,20 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from confluent_kafka import Producer
 
 from framestream.bench.photos import PHOTOS, Photo, load_photos
 from framestream.bench.progress import CommittedFrames, wait_until_stored
-from framestream.child_process import WorkerProcess
 from framestream.bench.report import write_json
+from framestream.child_process import WorkerProcess
 from framestream.settings import REPO_ROOT, EmbeddedBroker, Settings
 from schemas import FrameMeta
 from streams.inference import DetectorClient
 from streams.kafka_config import producer_config
 from streams.topics import TopicNames, create_deployment_topics
-
 
 
 @dataclass(frozen=True)
@@ -94,8 +93,13 @@ class FrameFeeder:
                 time.sleep(max(0.0, started + index / fps - time.perf_counter()))
             photo = self.photos[index % len(self.photos)]
             camera = f"{label}-cam{index % self.cameras}"
-            meta = FrameMeta(camera_id=camera, frame_seq=index // self.cameras, captured_at=datetime.now(timezone.utc),
-                             width=photo.width, height=photo.height)  # fmt: skip
+            meta = FrameMeta(
+                camera_id=camera,
+                frame_seq=index // self.cameras,
+                captured_at=datetime.now(UTC),
+                width=photo.width,
+                height=photo.height,
+            )
             self.producer.produce(self.topic, key=camera.encode(), value=photo.data, headers=meta.to_headers())
             self.producer.poll(0)
         self.producer.flush(30)
@@ -103,16 +107,24 @@ class FrameFeeder:
 
 
 def parse_args(argv: list[str], settings: Settings) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="framestream bench pipeline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="framestream bench pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=200, help="frames per round (default 200)")
-    parser.add_argument("--concurrency", type=int, default=settings.triton.max_in_flight,
-                        help="Triton requests in flight, bare and in the detect stage (default: the settings')")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=settings.triton.max_in_flight,
+        help="Triton requests in flight, bare and in the detect stage (default: the settings')",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement; medians are printed")
     parser.add_argument("--cameras", type=int, default=4, help="cameras the frames are spread over (keys)")
-    parser.add_argument("--brokers", type=parse_brokers, default=None,
-                        help="embedded brokers to run on, one after the other, e.g. kafka,tansu "
-                             "(default: FRAMESTREAM_EMBEDDED_BROKER)")
+    parser.add_argument(
+        "--brokers",
+        type=parse_brokers,
+        default=None,
+        help="embedded brokers to run on, one after the other, e.g. kafka,tansu (default: FRAMESTREAM_EMBEDDED_BROKER)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.frames < 1 or args.concurrency < 1 or args.rounds < 1 or args.cameras < 1:
@@ -124,7 +136,9 @@ def parse_brokers(text: str) -> list[EmbeddedBroker]:
     try:
         return [EmbeddedBroker(name.strip()) for name in text.split(",") if name.strip()]
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{error}; choose from {', '.join(b.value for b in EmbeddedBroker)}") from error
+        raise argparse.ArgumentTypeError(
+            f"{error}; choose from {', '.join(b.value for b in EmbeddedBroker)}"
+        ) from error
 
 
 def bench_settings(settings: Settings, scratch: Path) -> Settings:
@@ -139,15 +153,26 @@ def bench_settings(settings: Settings, scratch: Path) -> Settings:
 
 def worker_env(settings: Settings, env: dict[str, str], concurrency: int) -> dict[str, str]:
     base = {key: value for key, value in os.environ.items() if not key.startswith("FRAMESTREAM_")}
-    return base | env | {
-        "FRAMESTREAM_TRITON_MAX_IN_FLIGHT": str(concurrency),
-        "FRAMESTREAM_CLICKHOUSE_PASSWORD": settings.clickhouse.password.get_secret_value(),
-        "FRAMESTREAM_LOG_LEVEL": "WARNING",
-    }
+    return (
+        base
+        | env
+        | {
+            "FRAMESTREAM_TRITON_MAX_IN_FLIGHT": str(concurrency),
+            "FRAMESTREAM_CLICKHOUSE_PASSWORD": settings.clickhouse.password.get_secret_value(),
+            "FRAMESTREAM_LOG_LEVEL": "WARNING",
+        }
+    )
 
 
-def pipeline_round(worker: WorkerProcess, progress: CommittedFrames, feeder: FrameFeeder, label: str, frames: int,
-                   stored_before: float, fps: float | None = None) -> tuple[float, float]:  # fmt: skip
+def pipeline_round(
+    worker: WorkerProcess,
+    progress: CommittedFrames,
+    feeder: FrameFeeder,
+    label: str,
+    frames: int,
+    stored_before: float,
+    fps: float | None = None,
+) -> tuple[float, float]:
     """Feed one round and wait for its rows; returns (epoch time of the first produce, rows stored after it).
     The wait asks the broker, not the worker's /metrics (see ``progress``): scraping costs the worker CPU."""
     started = feeder.feed(label, frames, fps)
@@ -185,8 +210,10 @@ def latencies(settings: Settings, labels: list[str]) -> dict[str, Latency]:
     try:
         sql = LATENCY_SQL.format(database=settings.clickhouse.database)
         rows = {label: client.query(sql, parameters={"label": f"{label}-"}).result_rows[0] for label in labels}
-        return {label: Latency(*(float(value) for value in row[:-1]), float(row[-1]) / 1000.0)
-                for label, row in rows.items()}  # fmt: skip
+        return {
+            label: Latency(*(float(value) for value in row[:-1]), float(row[-1]) / 1000.0)
+            for label, row in rows.items()
+        }
     finally:
         client.close()
 
@@ -230,8 +257,12 @@ class BrokerRun:
 def run_bench(settings: Settings, env: dict[str, str], args: argparse.Namespace, broker: str) -> BrokerRun:
     photos = load_photos()
     create_deployment_topics(settings.kafka)
-    worker = WorkerProcess(["--stages", "detect,alert,persist"], worker_id="bench", log_path=settings.data_dir / "worker.log",
-                           env=worker_env(settings, env, args.concurrency)).start()  # fmt: skip
+    worker = WorkerProcess(
+        ["--stages", "detect,alert,persist"],
+        worker_id="bench",
+        log_path=settings.data_dir / "worker.log",
+        env=worker_env(settings, env, args.concurrency),
+    ).start()
     try:
         feeder = FrameFeeder(settings, photos, args.cameras)
         worker.wait_for_metric("framestream_assigned_partitions", settings.kafka.partitions, 120, topic=feeder.topic)
@@ -250,40 +281,59 @@ def run_bench(settings: Settings, env: dict[str, str], args: argparse.Namespace,
     rounds = [f"r{index}" for index in range(args.rounds)]
     latency = latencies(settings, [*rounds, "paced"])
     # Throughput: first produce -> the round's last row stored (ClickHouse's own insert time).
-    piped = [args.frames / (latency[label].last_stored_at - started)
-             for label, started in zip(rounds, starts, strict=True)]  # fmt: skip
+    piped = [
+        args.frames / (latency[label].last_stored_at - started) for label, started in zip(rounds, starts, strict=True)
+    ]
     return BrokerRun(broker, bare, piped, latency, paced_fps, rounds)
 
 
 def print_report(args: argparse.Namespace, run: BrokerRun) -> None:
     figures = run.figures()
     paced = run.latency["paced"]
-    print(f"framestream bench pipeline on {run.broker}: {args.frames} frames/round, concurrency {args.concurrency}, "
-          f"{args.rounds} rounds (medians), {args.cameras} cameras, photos from {PHOTOS.relative_to(REPO_ROOT)}")
+    print(
+        f"framestream bench pipeline on {run.broker}: {args.frames} frames/round, concurrency {args.concurrency}, "
+        f"{args.rounds} rounds (medians), {args.cameras} cameras, photos from {PHOTOS.relative_to(REPO_ROOT)}"
+    )
     print(f"{'':40}{'frames/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'queue':>9}{'triton':>9}{'detected':>9}")
-    print(f"{'bare Triton (request latency)':40}{figures['bare_fps']:>9.1f}"
-          f"{figures['bare_p50_ms']:>9.0f}{figures['bare_p95_ms']:>9.0f}")
-    print(f"{'pipeline to ClickHouse, burst (e2e)':40}{figures['pipeline_fps']:>9.1f}{run.median_of('p50_ms'):>9.0f}"
-          f"{run.median_of('p95_ms'):>9.0f}{run.median_of('queue_ms'):>9.0f}{run.median_of('triton_ms'):>9.0f}"
-          f"{run.median_of('detected_ms'):>9.0f}")
-    print(f"{f'pipeline, paced at {run.paced_fps:.1f} frames/s (e2e)':40}{'':>9}{paced.p50_ms:>9.0f}"
-          f"{paced.p95_ms:>9.0f}{paced.queue_ms:>9.0f}{paced.triton_ms:>9.0f}{paced.detected_ms:>9.0f}")
-    print(f"pipeline / bare Triton throughput: {figures['ratio']:.2f}   "
-          f"(per round: {', '.join(f'{ratio:.2f}' for ratio in figures['ratio_per_round'])})")  # type: ignore[union-attr]
-    print(f"paced p95: captured -> detections {paced.detected_p95_ms:.0f} ms (Triton p95 {paced.triton_p95_ms:.0f} ms),"
-          f" captured -> stored {paced.p95_ms:.0f} ms")
-    print("e2e: captured_at -> row stored in ClickHouse. queue: produce -> detect pickup; detected: captured_at ->\n"
-          "detections produced (medians, ms). Under a burst the e2e latency is mostly the queue before Triton.")
+    print(
+        f"{'bare Triton (request latency)':40}{figures['bare_fps']:>9.1f}"
+        f"{figures['bare_p50_ms']:>9.0f}{figures['bare_p95_ms']:>9.0f}"
+    )
+    print(
+        f"{'pipeline to ClickHouse, burst (e2e)':40}{figures['pipeline_fps']:>9.1f}{run.median_of('p50_ms'):>9.0f}"
+        f"{run.median_of('p95_ms'):>9.0f}{run.median_of('queue_ms'):>9.0f}{run.median_of('triton_ms'):>9.0f}"
+        f"{run.median_of('detected_ms'):>9.0f}"
+    )
+    print(
+        f"{f'pipeline, paced at {run.paced_fps:.1f} frames/s (e2e)':40}{'':>9}{paced.p50_ms:>9.0f}"
+        f"{paced.p95_ms:>9.0f}{paced.queue_ms:>9.0f}{paced.triton_ms:>9.0f}{paced.detected_ms:>9.0f}"
+    )
+    print(
+        f"pipeline / bare Triton throughput: {figures['ratio']:.2f}   "
+        f"(per round: {', '.join(f'{ratio:.2f}' for ratio in figures['ratio_per_round'])})"
+    )  # type: ignore[union-attr]
+    print(
+        f"paced p95: captured -> detections {paced.detected_p95_ms:.0f} ms (Triton p95 {paced.triton_p95_ms:.0f} ms),"
+        f" captured -> stored {paced.p95_ms:.0f} ms"
+    )
+    print(
+        "e2e: captured_at -> row stored in ClickHouse. queue: produce -> detect pickup; detected: captured_at ->\n"
+        "detections produced (medians, ms). Under a burst the e2e latency is mostly the queue before Triton."
+    )
 
 
 def print_comparison(runs: list[BrokerRun]) -> None:
     """Brokers side by side, each against the bare Triton measured in its own rounds."""
     print("\nbrokers side by side (each ratio against bare Triton measured in the same run):")
-    print(f"{'broker':16}{'pipeline f/s':>14}{'bare f/s':>10}{'ratio':>8}{'paced p95 stored':>18}{'paced p95 detect':>18}")
+    print(
+        f"{'broker':16}{'pipeline f/s':>14}{'bare f/s':>10}{'ratio':>8}{'paced p95 stored':>18}{'paced p95 detect':>18}"
+    )
     for run in runs:
         f = run.figures()
-        print(f"{run.broker:16}{f['pipeline_fps']:>14.1f}{f['bare_fps']:>10.1f}{f['ratio']:>8.2f}"
-              f"{f['paced_stored_p95_ms']:>16.0f}ms{f['paced_detect_p95_ms']:>16.0f}ms")
+        print(
+            f"{run.broker:16}{f['pipeline_fps']:>14.1f}{f['bare_fps']:>10.1f}{f['ratio']:>8.2f}"
+            f"{f['paced_stored_p95_ms']:>16.0f}ms{f['paced_detect_p95_ms']:>16.0f}ms"
+        )
 
 
 def main(argv: list[str], settings: Settings) -> int:
@@ -293,8 +343,14 @@ def main(argv: list[str], settings: Settings) -> int:
     if len(runs) > 1:
         print_comparison(runs)
     if args.json is not None:
-        figures = {"bench": "pipeline", "frames": args.frames, "concurrency": args.concurrency, "rounds": args.rounds,
-                   **runs[0].figures(), "brokers": [run.figures() for run in runs]}  # fmt: skip
+        figures = {
+            "bench": "pipeline",
+            "frames": args.frames,
+            "concurrency": args.concurrency,
+            "rounds": args.rounds,
+            **runs[0].figures(),
+            "brokers": [run.figures() for run in runs],
+        }
         write_json(args.json, figures)
     return 0
 

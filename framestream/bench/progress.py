@@ -43,8 +43,9 @@ class CommittedFrames:
         return sum(max(0, tp.offset) for tp in answer.topic_partitions if tp.error is None)
 
 
-def wait_until_stored(worker: WorkerProcess, progress: CommittedFrames, rows: float, timeout_s: float = 600.0,
-                      poll_s: float = 0.2) -> None:  # fmt: skip
+def wait_until_stored(
+    worker: WorkerProcess, progress: CommittedFrames, rows: float, timeout_s: float = 600.0, poll_s: float = 0.2
+) -> None:
     """Wait until the worker has stored ``rows`` frame rows in all (see the module doc)."""
     deadline = time.monotonic() + timeout_s
     while progress.committed() < rows:

@@ -60,8 +60,16 @@ class Variant:
     rounds: list[Round] = field(default_factory=list)
 
     @classmethod
-    def make(cls, name: str, tree: Path, stack_settings: Settings, stack_env: dict[str, str], scratch: Path,
-             extra_env: dict[str, str], triton_url: str | None = None) -> Variant:  # fmt: skip
+    def make(
+        cls,
+        name: str,
+        tree: Path,
+        stack_settings: Settings,
+        stack_env: dict[str, str],
+        scratch: Path,
+        extra_env: dict[str, str],
+        triton_url: str | None = None,
+    ) -> Variant:
         """Fresh topics and a data directory under ``scratch``; ``triton_url`` overrides the stack's Triton."""
         scratch.mkdir(parents=True, exist_ok=True)
         settings = bench_settings(stack_settings, scratch)
@@ -81,8 +89,12 @@ class Variant:
         env = worker_env(self.settings, self.env, concurrency) | self.extra_env
         if self.tree != REPO_ROOT:  # the other checkout's code first on the path (cwd alone is not enough for -c)
             env["PYTHONPATH"] = os.pathsep.join([str(self.tree), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        self.worker = WorkerProcess(["--stages", "detect,alert,persist"], worker_id=f"bench-{self.name}",
-                                    log_path=self.scratch / "worker.log", env=env)  # fmt: skip
+        self.worker = WorkerProcess(
+            ["--stages", "detect,alert,persist"],
+            worker_id=f"bench-{self.name}",
+            log_path=self.scratch / "worker.log",
+            env=env,
+        )
         self.worker.cwd = self.tree
         self.worker.start()
         self.progress = CommittedFrames(self.settings.kafka)
@@ -112,17 +124,30 @@ class Feeder:
 
     def feed(self, variant: Variant, label: str, frames: int, fps: float | None) -> dict[str, object]:
         out = variant.scratch / f"feed-{label}.json"
-        command = [sys.executable, "-m", "framestream.bench.feeder", "--frames-dir", str(self.frames_dir),
-                   "--label", label, "--count", str(frames), "--cameras", str(self.cameras),
-                   "--out", str(out)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "framestream.bench.feeder",
+            "--frames-dir",
+            str(self.frames_dir),
+            "--label",
+            label,
+            "--count",
+            str(frames),
+            "--cameras",
+            str(self.cameras),
+            "--out",
+            str(out),
+        ]
         if fps:
             command += ["--fps", f"{fps:.3f}"]
         ChildProcess(command, log_path=self.log_path, env=variant.env, cwd=REPO_ROOT).run_to_end(900)
         return json.loads(out.read_text())
 
 
-def measure_round(variant: Variant, feeder: Feeder, broker_pid: int | None, label: str, frames: int,
-                  fps: float | None = None) -> Round:  # fmt: skip
+def measure_round(
+    variant: Variant, feeder: Feeder, broker_pid: int | None, label: str, frames: int, fps: float | None = None
+) -> Round:
     """Feed ``frames`` frames to ``variant``; its throughput, CPU per process and window figures."""
     worker = variant.worker
     assert worker is not None
@@ -158,9 +183,13 @@ def idle_cpu_per_s(variants: list[Variant], broker_pid: int | None, seconds: flo
     started = time.perf_counter()
     time.sleep(seconds)
     elapsed = time.perf_counter() - started
-    return {v.name: {role: value / elapsed for role, value in cpu.cpu_seconds(before[v.name],
-                                                                              cpu.sample(v.pids(broker_pid))).items()}
-            for v in variants}  # fmt: skip
+    return {
+        v.name: {
+            role: value / elapsed
+            for role, value in cpu.cpu_seconds(before[v.name], cpu.sample(v.pids(broker_pid))).items()
+        }
+        for v in variants
+    }
 
 
 def _triton(variant: Variant) -> dict[str, breakdown.TritonModelStats]:

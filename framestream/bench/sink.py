@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from framestream.bench.photos import load_photos
@@ -68,16 +68,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def make_frame(camera: int, seq: int, objects: int, now: datetime) -> FrameDetections:
     camera_id = f"bench-{camera}"
     detections = tuple(
-        Detection(detection_id=f"{camera_id}:{seq}:{i}", class_id=i, class_name=CLASSES[i % len(CLASSES)],
-                  score=0.4 + 0.1 * (i % 6), box=BoundingBox(x1=10.0 * i, y1=20.0, x2=10.0 * i + 50, y2=120.0))
+        Detection(
+            detection_id=f"{camera_id}:{seq}:{i}",
+            class_id=i,
+            class_name=CLASSES[i % len(CLASSES)],
+            score=0.4 + 0.1 * (i % 6),
+            box=BoundingBox(x1=10.0 * i, y1=20.0, x2=10.0 * i + 50, y2=120.0),
+        )
         for i in range(objects)
-    )  # fmt: skip
+    )
     return FrameDetections(
-        event_id=f"{camera_id}:{seq}", camera_id=camera_id, frame_seq=seq, captured_at=now - timedelta(milliseconds=60),
-        detected_at=now, width=1280, height=720, model_name="detector", model_version="1", detections=detections,
+        event_id=f"{camera_id}:{seq}",
+        camera_id=camera_id,
+        frame_seq=seq,
+        captured_at=now - timedelta(milliseconds=60),
+        detected_at=now,
+        width=1280,
+        height=720,
+        model_name="detector",
+        model_version="1",
+        detections=detections,
         stats=ImageStats(brightness=110.0, sharpness=250.0),
         timings=StageTimings(ingest_ms=4.0, queue_ms=6.0, batch_wait_ms=3.0, triton_ms=25.0),
-    )  # fmt: skip
+    )
 
 
 def side_messages(tick: int, args: argparse.Namespace, now: datetime) -> list[Alert | DeadLetter]:
@@ -86,15 +99,35 @@ def side_messages(tick: int, args: argparse.Namespace, now: datetime) -> list[Al
     if tick % max(1, round(args.fps)) == 0:
         for camera in range(args.cameras):
             camera_id = f"bench-{camera}"
-            messages.append(Alert(
-                alert_id=f"person:{camera_id}:{tick}", rule_id="person", severity=Severity.WARNING, camera_id=camera_id,
-                frame_seq=tick, event_id=f"{camera_id}:{tick}", captured_at=now, raised_at=now, class_name="person",
-                score=0.9, box=BoundingBox(x1=0, y1=0, x2=10, y2=10), message="person detected",
-            ))  # fmt: skip
+            messages.append(
+                Alert(
+                    alert_id=f"person:{camera_id}:{tick}",
+                    rule_id="person",
+                    severity=Severity.WARNING,
+                    camera_id=camera_id,
+                    frame_seq=tick,
+                    event_id=f"{camera_id}:{tick}",
+                    captured_at=now,
+                    raised_at=now,
+                    class_name="person",
+                    score=0.9,
+                    box=BoundingBox(x1=0, y1=0, x2=10, y2=10),
+                    message="person detected",
+                )
+            )
     if tick % max(1, round(5 * args.fps)) == 0:
-        messages.append(DeadLetter(stage="detect", reason="cannot decode image", error_type="DecodeError",
-                                   source_topic="vision.frames.v1", source_partition=0, source_offset=tick,
-                                   original=b"\x00" * 64, failed_at=now))  # fmt: skip
+        messages.append(
+            DeadLetter(
+                stage="detect",
+                reason="cannot decode image",
+                error_type="DecodeError",
+                source_topic="vision.frames.v1",
+                source_partition=0,
+                source_offset=tick,
+                original=b"\x00" * 64,
+                failed_at=now,
+            )
+        )
     return messages
 
 
@@ -105,7 +138,7 @@ def run_load(sink: ClickHouseSink, args: argparse.Namespace) -> LoadStats:
     tick = 0
     while time.perf_counter() - started < args.seconds:
         generate_start = time.thread_time()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         batch = [make_frame(camera, tick, args.objects, now) for camera in range(args.cameras)]
         batch += side_messages(tick, args, now)
         stats.cpu_generate_s += time.thread_time() - generate_start
@@ -138,7 +171,7 @@ def detector_cpu_per_frame(frames: int) -> tuple[float, int]:
     from processors.nanodet import INPUT_NAME, OUTPUT_NAMES
 
     session = ort.InferenceSession(str(MODEL_PATH), providers=["CPUExecutionProvider"])
-    infer = lambda batch: dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})))  # noqa: E731
+    infer = lambda batch: dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch}), strict=False))  # noqa: E731
     photos = [photo.data for photo in load_photos()]
     detect_batch(photos[:1], infer, [Thresholds()])  # warm-up: session initialisation is not per-frame cost
     images = [photos[i % len(photos)] for i in range(frames)]
@@ -155,31 +188,41 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def print_report(args: argparse.Namespace, stats: LoadStats, detect_cpu: float, detections_seen: int) -> None:
     frames_per_s = stats.frames / stats.wall_s
-    print(f"load: {args.cameras} cameras x {args.fps:g} fps x {args.objects} objects = "
-          f"{args.cameras * args.fps * args.objects:,.0f} detections/s target; "
-          f"achieved {frames_per_s:,.1f} frames/s over {stats.wall_s:.1f} s")  # fmt: skip
+    print(
+        f"load: {args.cameras} cameras x {args.fps:g} fps x {args.objects} objects = "
+        f"{args.cameras * args.fps * args.objects:,.0f} detections/s target; "
+        f"achieved {frames_per_s:,.1f} frames/s over {stats.wall_s:.1f} s"
+    )
     print(f"{'table':<14}{'rows/s':>10}{'inserts/s':>11}{'insert p50 ms':>15}{'insert p95 ms':>15}")
     for table in ("frames", "detections", "alerts", "dead_letters"):
         if table not in stats.rows:
             continue
         timings = [seconds * 1000 for seconds in stats.seconds[table]]
-        print(f"{table:<14}{stats.rows[table] / stats.wall_s:>10,.1f}{stats.inserts[table] / stats.wall_s:>11.2f}"
-              f"{statistics.median(timings):>15.1f}{percentile(timings, 0.95):>15.1f}")  # fmt: skip
+        print(
+            f"{table:<14}{stats.rows[table] / stats.wall_s:>10,.1f}{stats.inserts[table] / stats.wall_s:>11.2f}"
+            f"{statistics.median(timings):>15.1f}{percentile(timings, 0.95):>15.1f}"
+        )
     worst = max(stats.inserts.values()) / stats.wall_s
     print(f"max inserts/s of any table: {worst:.2f} ({'OK' if worst <= 1.1 else 'ABOVE'} the ~1/s target)")
     sink_cpu = stats.cpu_total_s - stats.cpu_generate_s
     sink_per_s = sink_cpu / stats.wall_s
-    print(f"sink CPU: {sink_cpu:.2f} CPU-s in {stats.wall_s:.1f} s = {sink_per_s:.3f} CPU-s/s "
-          f"({100 * sink_per_s:.1f}% of one core); "
-          f"message generation, not counted: {stats.cpu_generate_s:.2f} CPU-s")  # fmt: skip
+    print(
+        f"sink CPU: {sink_cpu:.2f} CPU-s in {stats.wall_s:.1f} s = {sink_per_s:.3f} CPU-s/s "
+        f"({100 * sink_per_s:.1f}% of one core); "
+        f"message generation, not counted: {stats.cpu_generate_s:.2f} CPU-s"
+    )
     detect_per_s = detect_cpu * frames_per_s
-    print(f"detector (in-process ONNX, {args.detector_frames} photos, {detections_seen} detections): "
-          f"{detect_cpu * 1000:.1f} CPU-ms/frame -> {detect_per_s:.2f} CPU-s/s "
-          f"at {frames_per_s:,.1f} frames/s")  # fmt: skip
+    print(
+        f"detector (in-process ONNX, {args.detector_frames} photos, {detections_seen} detections): "
+        f"{detect_cpu * 1000:.1f} CPU-ms/frame -> {detect_per_s:.2f} CPU-s/s "
+        f"at {frames_per_s:,.1f} frames/s"
+    )
     share = sink_per_s / (sink_per_s + detect_per_s)
-    print(f"sink share of pipeline CPU (sink + detect): {100 * share:.2f}%  "
-          f"(sink {sink_per_s:.3f} vs detect {detect_per_s:.2f} CPU-s/s, "
-          f"ratio 1:{detect_per_s / sink_per_s:,.0f})")  # fmt: skip
+    print(
+        f"sink share of pipeline CPU (sink + detect): {100 * share:.2f}%  "
+        f"(sink {sink_per_s:.3f} vs detect {detect_per_s:.2f} CPU-s/s, "
+        f"ratio 1:{detect_per_s / sink_per_s:,.0f})"
+    )
 
 
 def main(argv: list[str], settings: Settings) -> int:
@@ -212,16 +255,25 @@ def json_figures(args: argparse.Namespace, stats: LoadStats, detect_cpu: float) 
     tables = {}
     for table, rows in stats.rows.items():
         timings = [seconds * 1000 for seconds in stats.seconds[table]]
-        tables[table] = {"rows_per_s": round(rows / stats.wall_s, 2),
-                         "inserts_per_s": round(stats.inserts[table] / stats.wall_s, 3),
-                         "insert_p50_ms": round(statistics.median(timings), 2),
-                         "insert_p95_ms": round(percentile(timings, 0.95), 2)}  # fmt: skip
+        tables[table] = {
+            "rows_per_s": round(rows / stats.wall_s, 2),
+            "inserts_per_s": round(stats.inserts[table] / stats.wall_s, 3),
+            "insert_p50_ms": round(statistics.median(timings), 2),
+            "insert_p95_ms": round(percentile(timings, 0.95), 2),
+        }
     return {
-        "bench": "sink", "cameras": args.cameras, "fps": args.fps, "objects": args.objects,
-        "seconds": round(stats.wall_s, 2), "frames_per_s": round(frames_per_s, 2),
-        "detections_per_s_target": args.cameras * args.fps * args.objects, "tables": tables,
+        "bench": "sink",
+        "cameras": args.cameras,
+        "fps": args.fps,
+        "objects": args.objects,
+        "seconds": round(stats.wall_s, 2),
+        "frames_per_s": round(frames_per_s, 2),
+        "detections_per_s_target": args.cameras * args.fps * args.objects,
+        "tables": tables,
         "max_inserts_per_s": round(max(stats.inserts.values()) / stats.wall_s, 3),
-        "sink_cpu_s_per_s": round(sink_per_s, 4), "generate_cpu_s": round(stats.cpu_generate_s, 3),
-        "detector_cpu_ms_per_frame": round(detect_cpu * 1000, 2), "detector_cpu_s_per_s": round(detect_per_s, 3),
+        "sink_cpu_s_per_s": round(sink_per_s, 4),
+        "generate_cpu_s": round(stats.cpu_generate_s, 3),
+        "detector_cpu_ms_per_frame": round(detect_cpu * 1000, 2),
+        "detector_cpu_s_per_s": round(detect_per_s, 3),
         "sink_share_of_cpu": round(sink_per_s / (sink_per_s + detect_per_s), 5),
-    }  # fmt: skip
+    }

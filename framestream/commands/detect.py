@@ -18,9 +18,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from framestream.settings import Settings
-from schemas.coco import class_name
 from processors.decode import DecodeError, probe_size
 from processors.detector import ObjectDetections
+from schemas.coco import class_name
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 CHUNK = 64  # images read and sent at a time, so a huge folder does not sit in memory
@@ -31,7 +31,9 @@ EXIT_UNAVAILABLE = 2
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("detect", help="detect objects in image files through Triton")
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image file or folder of images")
-    parser.add_argument("--triton-url", default=None, help="Triton gRPC host:port (default: settings; empty starts one)")
+    parser.add_argument(
+        "--triton-url", default=None, help="Triton gRPC host:port (default: settings; empty starts one)"
+    )
     parser.add_argument("--score-threshold", type=float, default=None, help="minimum score (default: settings)")
     parser.add_argument("--iou-threshold", type=float, default=None, help="NMS IoU threshold (default: settings)")
     parser.set_defaults(handler=run)
@@ -56,8 +58,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
             log_file = settings.data_dir / "logs" / "tritonserver-detect.log"
             try:
-                url = stack.enter_context(LocalTriton(settings.triton.model_repository, settings.triton.venv,
-                                                      log_file=log_file)).grpc_url
+                url = stack.enter_context(
+                    LocalTriton(settings.triton.model_repository, settings.triton.venv, log_file=log_file)
+                ).grpc_url
             except TritonStartError as error:
                 print(f"framestream detect: cannot start the local Triton: {error}", file=sys.stderr)
                 return EXIT_UNAVAILABLE
@@ -89,15 +92,16 @@ async def _detect_files(files: list[Path], url: str, settings: Settings, score: 
     from streams.inference import DetectorClient, InferenceRejected, InferenceUnavailable
 
     failures = 0
-    async with DetectorClient(url, settings.triton.model_name, settings.triton.max_in_flight,
-                              settings.triton.timeout_s) as client:
+    async with DetectorClient(
+        url, settings.triton.model_name, settings.triton.max_in_flight, settings.triton.timeout_s
+    ) as client:
         try:
             await client.wait_ready(timeout_s=settings.triton.timeout_s)
             for chunk in _chunks(files, CHUNK):
                 readable = _read_files(chunk)
                 failures += len(chunk) - len(readable)
                 results = await client.detect_many([data for _, data in readable], score, iou)
-                for (path, data), result in zip(readable, results):
+                for (path, data), result in zip(readable, results, strict=False):
                     if isinstance(result, InferenceRejected):
                         print(f"framestream detect: {path}: rejected: {result}", file=sys.stderr)
                         failures += 1
@@ -126,7 +130,7 @@ def image_record(path: Path, data: bytes, detections: ObjectDetections) -> dict[
                 "score": round(float(score), 4),
                 "box": [round(float(v), 1) for v in box],
             }
-            for box, score, class_id in zip(detections.boxes, detections.scores, detections.class_ids)
+            for box, score, class_id in zip(detections.boxes, detections.scores, detections.class_ids, strict=False)
         ],
     }
 

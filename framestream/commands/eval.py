@@ -98,8 +98,11 @@ def read_images(labels: LabelSet, source: str) -> list[bytes]:
         except DecodeError as error:
             raise LabelError(source, field, f"not an image: {error}") from None
         if size != (image.width, image.height):
-            raise LabelError(source, f"{field}.width/height", f"labels say {image.width}x{image.height}, "
-                             f"the image is {size[0]}x{size[1]}")  # fmt: skip
+            raise LabelError(
+                source,
+                f"{field}.width/height",
+                f"labels say {image.width}x{image.height}, the image is {size[0]}x{size[1]}",
+            )
         images.append(data)
     return images
 
@@ -111,8 +114,10 @@ def write_outputs(result: Evaluation, labels: LabelSet, predictions: list[list[S
 
     classes = evaluation_classes(labels, predictions)
     written = write_plots(result, out)
-    for name, content in (("ground_truth.json", coco_ground_truth(labels, classes)),
-                          ("detections.json", coco_detections(predictions, classes))):  # fmt: skip
+    for name, content in (
+        ("ground_truth.json", coco_ground_truth(labels, classes)),
+        ("detections.json", coco_detections(predictions, classes)),
+    ):
         (out / name).write_text(json.dumps(content))
         written.append(out / name)
     return written
@@ -135,8 +140,9 @@ def _start_local_triton(stack: ExitStack, settings: Settings) -> str:
         raise Unavailable(f"cannot start the local Triton: {error}") from error
 
 
-async def _predict(images: list[bytes], url: str, model: str, version: str, min_score: float,
-                   settings: Settings) -> list[list[ScoredBox]]:  # fmt: skip
+async def _predict(
+    images: list[bytes], url: str, model: str, version: str, min_score: float, settings: Settings
+) -> list[list[ScoredBox]]:
     from processors.detection_metrics import ScoredBox
     from schemas.coco import class_name
     from streams.inference import DetectorClient, InferenceRejected, InferenceUnavailable
@@ -147,18 +153,23 @@ async def _predict(images: list[bytes], url: str, model: str, version: str, min_
             await client.wait_ready(timeout_s=settings.triton.timeout_s)
             served = await client.model_version()
             if version and version != served:
-                raise ValueError(f"--model {model}:{version}: Triton serves version {served} of {model} "
-                                 "(requests go to the latest ready version)")  # fmt: skip
+                raise ValueError(
+                    f"--model {model}:{version}: Triton serves version {served} of {model} "
+                    "(requests go to the latest ready version)"
+                )
             for start in range(0, len(images), CHUNK):
-                results = await client.detect_many(images[start : start + CHUNK], min_score,
-                                                   settings.triton.iou_threshold)  # fmt: skip
+                results = await client.detect_many(
+                    images[start : start + CHUNK], min_score, settings.triton.iou_threshold
+                )
                 for offset, result in enumerate(results):
                     if isinstance(result, InferenceRejected):
                         raise ValueError(f"image {start + offset}: Triton rejected it: {result}")
-                    predictions.append([
-                        ScoredBox(class_name(int(c)), float(s), *(float(v) for v in box))
-                        for box, s, c in zip(result.boxes, result.scores, result.class_ids, strict=True)
-                    ])  # fmt: skip
+                    predictions.append(
+                        [
+                            ScoredBox(class_name(int(c)), float(s), *(float(v) for v in box))
+                            for box, s, c in zip(result.boxes, result.scores, result.class_ids, strict=True)
+                        ]
+                    )
         except InferenceUnavailable as error:
             raise Unavailable(f"Triton at {url} is unavailable: {error}") from error
     return predictions
@@ -188,7 +199,7 @@ def report_dict(result: Evaluation, model: str, images: int) -> dict[str, object
                 "f1_at_suggested": _number(m.suggested_f1),
             }
             for m in result.per_class
-        },  # fmt: skip
+        },
         "confusion": {"labels": list(result.confusion_labels), "matrix": result.confusion.tolist()},
     }
 
@@ -202,12 +213,18 @@ def format_report(result: Evaluation, model: str, images: int) -> str:
     for m in sorted(result.per_class, key=lambda m: -m.ground_truths):
         ap = "-" if math.isnan(m.ap) else f"{m.ap:.3f}"
         ap50 = "-" if math.isnan(m.ap50) else f"{m.ap50:.3f}"
-        lines.append(f"{m.name:<16}{m.ground_truths:>6}{ap:>8}{ap50:>8}{m.precision:>7.3f}{m.recall:>7.3f}"
-                     f"{m.f1:>7.3f}{m.suggested_threshold:>10.2f}{m.suggested_f1:>10.3f}")  # fmt: skip
+        lines.append(
+            f"{m.name:<16}{m.ground_truths:>6}{ap:>8}{ap50:>8}{m.precision:>7.3f}{m.recall:>7.3f}"
+            f"{m.f1:>7.3f}{m.suggested_threshold:>10.2f}{m.suggested_f1:>10.3f}"
+        )
     lines.append("confusion (true -> predicted, matched at IoU 0.5 across classes):")
     labels, matrix = result.confusion_labels, result.confusion
-    pairs = [(int(matrix[i, j]), labels[i], labels[j]) for i in range(len(labels)) for j in range(len(labels))
-             if i != j and matrix[i, j]]  # fmt: skip
+    pairs = [
+        (int(matrix[i, j]), labels[i], labels[j])
+        for i in range(len(labels))
+        for j in range(len(labels))
+        if i != j and matrix[i, j]
+    ]
     for count, truth, predicted in sorted(pairs, reverse=True)[:15]:
         lines.append(f"  {truth} -> {predicted}: {count}")
     if not pairs:

@@ -11,8 +11,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from streams.config_files import ConfigFileError
 from framestream.settings import Settings
+from streams.config_files import ConfigFileError
 
 if TYPE_CHECKING:
     from streams.ingest.cameras import Camera
@@ -27,10 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-frames", type=_positive_int, default=None, help="stop each camera after N frames")
     parser.add_argument("--duration", type=_positive_float, default=None, help="stop after S seconds")
     parser.add_argument(
-        "--seq-start", type=_non_negative_int, default=None,
+        "--seq-start",
+        type=_non_negative_int,
+        default=None,
         help="first frame_seq of every camera (default: now in epoch milliseconds, so that frame ids "
         "of a new run never repeat an earlier run's: at most 120 fps < 1000 ids per second)",
-    )  # fmt: skip
+    )
     parser.add_argument("--metrics-port", type=_non_negative_int, default=None, help="serve Prometheus metrics here")
     parser.add_argument("--no-create-topics", action="store_true", help="do not create missing topics first")
     parser.set_defaults(handler=run)
@@ -84,8 +86,13 @@ def _ingest(args: argparse.Namespace, settings: Settings, cameras: list[Camera])
     topics = TopicNames(prefix=kafka.topic_prefix)
     try:
         if not args.no_create_topics:
-            create_topics(kafka.bootstrap_servers, topics, partitions=kafka.partitions,
-                          retention_ms=kafka.retention_ms, replication_factor=kafka.replication_factor)  # fmt: skip
+            create_topics(
+                kafka.bootstrap_servers,
+                topics,
+                partitions=kafka.partitions,
+                retention_ms=kafka.retention_ms,
+                replication_factor=kafka.replication_factor,
+            )
     except TopicError as error:
         print(f"framestream ingest: {error}", file=sys.stderr)
         return 1
@@ -94,8 +101,9 @@ def _ingest(args: argparse.Namespace, settings: Settings, cameras: list[Camera])
 
         start_http_server(args.metrics_port)
     seq_start = args.seq_start if args.seq_start is not None else int(time.time() * 1000)
-    ingest = CameraIngest(cameras, kafka, topics, first_seq=seq_start, max_frames=args.max_frames,
-                          duration_s=args.duration)  # fmt: skip
+    ingest = CameraIngest(
+        cameras, kafka, topics, first_seq=seq_start, max_frames=args.max_frames, duration_s=args.duration
+    )
     print(f"ingesting {len(cameras)} cameras into {topics.frames} on {kafka.bootstrap_servers}", end=", ")
     print(f"frame_seq from {seq_start}")
     stop = _stop_on_signals()

@@ -39,6 +39,8 @@ def run_convert(args: argparse.Namespace, settings: Settings) -> int:
         print(f"framestream label: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     boxes = sum(len(image.boxes) for image in labels.images)
-    print(f"{len(labels.images)} images, {boxes} boxes, {len(labels.classes)} classes -> "
-          f"{args.target_format}: {len(written)} files in {args.out}")  # fmt: skip
+    print(
+        f"{len(labels.images)} images, {boxes} boxes, {len(labels.classes)} classes -> "
+        f"{args.target_format}: {len(written)} files in {args.out}"
+    )
     return 0

@@ -17,8 +17,8 @@ import sys
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from streams.sinks.clickhouse_db import ChdbBusyError, MigrationError, apply_server_users, connect, migrate
 from framestream.settings import Settings
+from streams.sinks.clickhouse_db import ChdbBusyError, MigrationError, apply_server_users, connect, migrate
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,10 @@ class ServerAccounts(BaseSettings):
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("migrate", help="apply the ClickHouse migrations to the configured database")
     parser.add_argument(
-        "--server-users", action="store_true",
+        "--server-users",
+        action="store_true",
         help="connect as CLICKHOUSE_ADMIN_USER and also create/update the writer and grafana_reader users",
-    )  # fmt: skip
+    )
     parser.set_defaults(handler=run)
 
 

@@ -16,7 +16,7 @@ import logging
 import re
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import matplotlib
@@ -35,8 +35,8 @@ from framestream.grafana_sql import (  # noqa: E402
     expand,
     load_dashboards,
 )
-from streams.sinks.clickhouse_db import ChdbBusyError, connect  # noqa: E402
 from framestream.settings import Settings  # noqa: E402
+from streams.sinks.clickhouse_db import ChdbBusyError, connect  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,12 @@ class RenderedPlot:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("report", help="render the main dashboards to PNG files and one HTML page")
     parser.add_argument("--out", type=Path, help="output folder (default: <data_dir>/report)")
-    parser.add_argument("--since", type=parse_duration, default=timedelta(hours=24),
-                        help="how far back, e.g. 90m, 24h, 7d (default 24h)")  # fmt: skip
+    parser.add_argument(
+        "--since",
+        type=parse_duration,
+        default=timedelta(hours=24),
+        help="how far back, e.g. 90m, 24h, 7d (default 24h)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -204,7 +208,7 @@ def _plot_series(axes: plt.Axes, panel: Panel, result: QueryResult) -> None:
         _stacked_bars(axes, series)
     else:
         for name, points in sorted(series.items()):
-            xs, ys = zip(*sorted(points.items()))
+            xs, ys = zip(*sorted(points.items()), strict=False)
             axes.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=name)
     axes.grid(alpha=0.3)
     axes.tick_params(axis="x", labelsize=8)
@@ -226,13 +230,13 @@ def _series(result: QueryResult) -> dict[str, dict]:
 
 def _stacked_bars(axes: plt.Axes, series: dict[str, dict]) -> None:
     times = sorted({moment for points in series.values() for moment in points})
-    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
+    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
     width_days = 0.8 * (min(gaps) if gaps else 60.0) / 86400.0  # matplotlib dates are in days
     bottom = [0.0] * len(times)
     for name, points in sorted(series.items()):
         heights = [points.get(moment, 0) for moment in times]
         axes.bar(times, heights, width=width_days, bottom=bottom, label=name)
-        bottom = [b + h for b, h in zip(bottom, heights)]
+        bottom = [b + h for b, h in zip(bottom, heights, strict=False)]
 
 
 def _plot_bars(axes: plt.Axes, result: QueryResult) -> None:
@@ -269,7 +273,7 @@ def _html(time_range: TimeRange, headlines: list, plots: list[RenderedPlot], tab
     )
     sections = "".join(f"<h2>{html.escape(name)}</h2>{_html_table(result)}" for name, result in tables.items())
     missing = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>framestream report</title>
 <style>body{{font-family:sans-serif;margin:2em;color:#222}}figure{{margin:1em 0}}img{{max-width:100%}}

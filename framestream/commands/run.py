@@ -12,7 +12,7 @@ import argparse
 import os
 import shutil
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from framestream.child_process import ChildProcess, WorkerProcess
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _demo_settings(settings: Settings, out: Path) -> Settings:
     """A fresh data dir and topic prefix per run, so reruns never see an earlier run's frames."""
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     prefix = settings.kafka.topic_prefix or f"demo-{run_id}."
     kafka = settings.kafka.model_copy(update={"topic_prefix": prefix})
     return settings.model_copy(update={"data_dir": out / "state", "kafka": kafka})
@@ -53,13 +53,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         ChildProcess.framestream(["setup"], log_path=out / "logs" / "setup.log", env=env).run_to_end(timeout_s=300)
         follower = TopicFollower(stack.settings, keep_frames=args.annotated * 4)
         follower.start()
-        worker = WorkerProcess(["--stages", "detect,alert,persist"], worker_id="demo", env=env,
-                               log_path=out / "logs" / "worker.log")  # fmt: skip
+        worker = WorkerProcess(
+            ["--stages", "detect,alert,persist"], worker_id="demo", env=env, log_path=out / "logs" / "worker.log"
+        )
         try:
             worker.start()
             _wait_until_assigned(worker, stack.settings, deadline=started + args.timeout)
-            ingest = ChildProcess.framestream(["ingest", "--max-frames", str(args.max_frames)], env=env,
-                                              log_path=out / "logs" / "ingest.log").start()  # fmt: skip
+            ingest = ChildProcess.framestream(
+                ["ingest", "--max-frames", str(args.max_frames)], env=env, log_path=out / "logs" / "ingest.log"
+            ).start()
             _wait_until_persisted(follower, worker, ingest, deadline=started + args.timeout)
         finally:
             worker.stop()
@@ -94,8 +96,10 @@ def _wait_until_persisted(
         worker.raise_if_exited()
         ingest_done = ingest.finished()
         counts = follower.counts()
-        stored = {kind: worker.metric("framestream_persisted_messages_total", kind=kind)
-                  for kind in ("detections", "alerts", "deadletters")}  # fmt: skip
+        stored = {
+            kind: worker.metric("framestream_persisted_messages_total", kind=kind)
+            for kind in ("detections", "alerts", "deadletters")
+        }
         done = (
             ingest_done
             and counts.frames > 0
@@ -105,9 +109,11 @@ def _wait_until_persisted(
             and stored.get("deadletters", 0) >= counts.dead_letters
         )
         if time.monotonic() - last_print >= 1.0 or done:
-            print(f"  frames {counts.frames:5d}  detected {counts.detections:5d}  alerts {counts.alerts:4d}  "
-                  f"dead letters {counts.dead_letters:3d}  stored {int(stored.get('detections', 0)):5d}",
-                  flush=True)  # fmt: skip
+            print(
+                f"  frames {counts.frames:5d}  detected {counts.detections:5d}  alerts {counts.alerts:4d}  "
+                f"dead letters {counts.dead_letters:3d}  stored {int(stored.get('detections', 0)):5d}",
+                flush=True,
+            )
             last_print = time.monotonic()
         if done:
             return

@@ -23,11 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--env-file", type=Path, help="also write `export VAR=value` lines to this file")
     parser.add_argument(
-        "--broker", type=EmbeddedBroker, choices=list(EmbeddedBroker), default=None,
+        "--broker",
+        type=EmbeddedBroker,
+        choices=list(EmbeddedBroker),
+        default=None,
         metavar="{auto,kafka,kafka-cluster,tansu}",
         help="embedded broker: kafka (one node), kafka-cluster (three), tansu, or auto "
-             "(default: FRAMESTREAM_EMBEDDED_BROKER, else auto: Apache Kafka where Java 17+ exists)",
-    )  # fmt: skip
+        "(default: FRAMESTREAM_EMBEDDED_BROKER, else auto: Apache Kafka where Java 17+ exists)",
+    )
     parser.set_defaults(handler=run)
 
 

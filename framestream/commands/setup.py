@@ -11,16 +11,19 @@ import argparse
 import logging
 
 from framestream.commands.migrate import apply_migrations
-from streams.topics import create_deployment_topics
 from framestream.settings import Settings
+from streams.topics import create_deployment_topics
 
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("setup", help="create the topics and apply the ClickHouse migrations")
-    parser.add_argument("--server-users", action="store_true",
-                        help="migrate as CLICKHOUSE_ADMIN_USER and create the writer and grafana_reader users")  # fmt: skip
+    parser.add_argument(
+        "--server-users",
+        action="store_true",
+        help="migrate as CLICKHOUSE_ADMIN_USER and create the writer and grafana_reader users",
+    )
     parser.set_defaults(handler=run)
 
 

@@ -29,12 +29,18 @@ EXIT_UNAVAILABLE = 4  # a service (broker, ClickHouse) did not answer or refused
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("worker", help="run stream stages (detect, alert, persist) as a faust worker")
     parser.add_argument("--stages", default="detect,alert,persist", help="comma-separated stages (default: all)")
-    parser.add_argument("--web-port", type=int, default=None,
-                        help="faust's web server port (default: disabled); each worker needs its own")
-    parser.add_argument("--metrics-port", type=int, default=None,
-                        help="Prometheus /metrics port (default: none; 0 picks a free one)")
-    parser.add_argument("--worker-id", default=None,
-                        help="names this worker's table state under the data dir (default: <host>-<pid>)")
+    parser.add_argument(
+        "--web-port",
+        type=int,
+        default=None,
+        help="faust's web server port (default: disabled); each worker needs its own",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="Prometheus /metrics port (default: none; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--worker-id", default=None, help="names this worker's table state under the data dir (default: <host>-<pid>)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -43,8 +49,10 @@ def missing_endpoints(settings: Settings, stages: tuple) -> list[str]:
 
     problems = []
     if not settings.kafka.bootstrap_servers:
-        problems.append("FRAMESTREAM_KAFKA_BOOTSTRAP_SERVERS is empty: point it at the broker "
-                        "(`framestream services` starts the embedded one)")  # fmt: skip
+        problems.append(
+            "FRAMESTREAM_KAFKA_BOOTSTRAP_SERVERS is empty: point it at the broker "
+            "(`framestream services` starts the embedded one)"
+        )
     if Stage.DETECT in stages and not settings.triton.url:
         problems.append("FRAMESTREAM_TRITON_URL is empty: point it at Triton's gRPC endpoint")
     return problems
@@ -65,8 +73,8 @@ class WorkerPlan:
 
 def plan(args: argparse.Namespace, settings: Settings) -> WorkerPlan:
     """Validate arguments, worker settings, endpoints and the rules file; raises ``WorkerConfigError``."""
-    from streams.config_files import load_rules
     from streams.app import Stage, parse_stages
+    from streams.config_files import load_rules
     from streams.context import WorkerSettings
 
     try:
@@ -84,11 +92,10 @@ def plan(args: argparse.Namespace, settings: Settings) -> WorkerPlan:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from prometheus_client import REGISTRY
 
-    from streams.topics import TopicError, create_deployment_topics
     from streams.app import create_app
     from streams.context import WorkerContext
     from streams.metrics import WorkerMetrics, serve
-    from streams.topics import TopicNames
+    from streams.topics import TopicError, TopicNames, create_deployment_topics
 
     try:
         checked = plan(args, settings)
@@ -101,16 +108,24 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     metrics = WorkerMetrics(worker_id, registry=REGISTRY)
     if args.metrics_port is not None:
         serve(metrics, args.metrics_port, checked.worker_settings.bind_host)
-    context = WorkerContext(settings, checked.worker_settings, TopicNames(settings.kafka.topic_prefix), metrics,
-                            worker_id, rules=checked.rules)  # fmt: skip
+    context = WorkerContext(
+        settings,
+        checked.worker_settings,
+        TopicNames(settings.kafka.topic_prefix),
+        metrics,
+        worker_id,
+        rules=checked.rules,
+    )
     try:
         try:
             app = create_app(settings, checked.stages, args.web_port, context=context)
         except Exception:  # e.g. ClickHouse unreachable or a migration refused: say so, do not consume
             log.exception("cannot start the worker's stages")
             return EXIT_UNAVAILABLE
-        log.info("worker starting", extra={"worker_id": worker_id, "stages": [s.value for s in checked.stages],
-                                           "group": app.conf.id})  # fmt: skip
+        log.info(
+            "worker starting",
+            extra={"worker_id": worker_id, "stages": [s.value for s in checked.stages], "group": app.conf.id},
+        )
         return _run_faust(app, settings.log_level, context.worker.shutdown_timeout_s)
     finally:
         for close in context.closers:
@@ -121,8 +136,14 @@ def _run_faust(app: "faust.App", log_level: str, shutdown_timeout_s: float) -> i
     from streams import faust_patches
 
     # faust's worker with the shutdown deadline armed by the first SIGTERM (see faust_patches).
-    worker = faust_patches.Worker(app, on_stop_signal=lambda: _exit_after(shutdown_timeout_s), loglevel=log_level,
-                                  quiet=True, redirect_stdouts=False, override_logging=False)  # fmt: skip
+    worker = faust_patches.Worker(
+        app,
+        on_stop_signal=lambda: _exit_after(shutdown_timeout_s),
+        loglevel=log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,
+    )
     try:
         worker.execute_from_commandline()
     except SystemExit as exit_:
@@ -133,8 +154,10 @@ def _run_faust(app: "faust.App", log_level: str, shutdown_timeout_s: float) -> i
 
 def _exit_after(seconds: float) -> None:
     def give_up() -> None:
-        log.error("graceful shutdown took too long; exiting without committing the events in hand",
-                  extra={"shutdown_timeout_s": seconds})  # fmt: skip
+        log.error(
+            "graceful shutdown took too long; exiting without committing the events in hand",
+            extra={"shutdown_timeout_s": seconds},
+        )
         logging.shutdown()
         os._exit(EXIT_SHUTDOWN_TIMEOUT)
 

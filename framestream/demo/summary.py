@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 
 from framestream.demo.progress import TopicFollower
-from streams.sinks.clickhouse_db import connect
 from framestream.settings import Settings
 from processors.annotate import draw_detections
+from streams.sinks.clickhouse_db import connect
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,14 @@ def query_summary(settings: Settings) -> Summary:
         client.close()
     names = ["detect_p50", "detect_p95", "store_p50", "store_p95", "triton_p50", "triton_p95"]
     values = [value for pair in latency for value in pair]
-    return Summary(int(frames), int(cameras), [(str(c), int(n)) for c, n in by_class],
-                   [(str(r), str(s), int(n)) for r, s, n in by_rule],
-                   [(str(s), str(e), int(n)) for s, e, n in dead], dict(zip(names, map(float, values))))  # fmt: skip
+    return Summary(
+        int(frames),
+        int(cameras),
+        [(str(c), int(n)) for c, n in by_class],
+        [(str(r), str(s), int(n)) for r, s, n in by_rule],
+        [(str(s), str(e), int(n)) for s, e, n in dead],
+        dict(zip(names, map(float, values), strict=False)),
+    )
 
 
 def write_annotated_frames(follower: TopicFollower, out: Path, limit: int) -> list[Path]:

@@ -20,8 +20,11 @@ def write_plots(result: Evaluation, out: Path) -> list[Path]:
     # -> pr_curves.png, confusion_matrix.png, threshold_sweep.png
     """
     out.mkdir(parents=True, exist_ok=True)
-    return [_pr_curves(result, out / "pr_curves.png"), _confusion(result, out / "confusion_matrix.png"),
-            _sweep(result, out / "threshold_sweep.png")]  # fmt: skip
+    return [
+        _pr_curves(result, out / "pr_curves.png"),
+        _confusion(result, out / "confusion_matrix.png"),
+        _sweep(result, out / "threshold_sweep.png"),
+    ]
 
 
 def _pr_curves(result: Evaluation, path: Path) -> Path:
@@ -29,8 +32,13 @@ def _pr_curves(result: Evaluation, path: Path) -> Path:
     for name, precision in result.pr_curves.items():
         valid = precision > -1
         axes.plot(result.recall_points[valid], precision[valid], label=name)
-    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
-             title=f"PR at IoU 0.5 (mAP@.5 {result.map50:.3f}, mAP@[.5:.95] {result.map:.3f})")  # fmt: skip
+    axes.set(
+        xlabel="recall",
+        ylabel="precision",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title=f"PR at IoU 0.5 (mAP@.5 {result.map50:.3f}, mAP@[.5:.95] {result.map:.3f})",
+    )
     if result.pr_curves:
         axes.legend(fontsize="small", loc="lower left")
     return _save(figure, path)
@@ -48,10 +56,16 @@ def _confusion(result: Evaluation, path: Path) -> Path:
     axes.set_yticks(range(len(used)), names, fontsize="small")
     for (row, column), count in np.ndenumerate(sub):
         if count:
-            axes.text(column, row, str(count), ha="center", va="center", fontsize="x-small",
-                      color="white" if count > sub.max() / 2 else "black")  # fmt: skip
-    axes.set(xlabel="predicted", ylabel="true",
-             title=f"Matches at IoU 0.5, scores >= {result.score_threshold:.2f}")  # fmt: skip
+            axes.text(
+                column,
+                row,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize="x-small",
+                color="white" if count > sub.max() / 2 else "black",
+            )
+    axes.set(xlabel="predicted", ylabel="true", title=f"Matches at IoU 0.5, scores >= {result.score_threshold:.2f}")
     figure.colorbar(image, ax=axes)
     return _save(figure, path)
 
@@ -62,8 +76,7 @@ def _sweep(result: Evaluation, path: Path) -> Path:
         if metrics.ground_truths:
             axes.plot(SWEEP, metrics.sweep_f1, label=f"{metrics.name} (best {metrics.suggested_threshold:.2f})")
     axes.axvline(result.score_threshold, color="grey", linestyle="--", label="serving threshold")
-    axes.set(xlabel="score threshold", ylabel="F1 at IoU 0.5", xlim=(0, 1), ylim=(0, 1.02),
-             title="Threshold sweep")  # fmt: skip
+    axes.set(xlabel="score threshold", ylabel="F1 at IoU 0.5", xlim=(0, 1), ylim=(0, 1.02), title="Threshold sweep")
     axes.legend(fontsize="small")
     return _save(figure, path)
 

@@ -46,8 +46,9 @@ def _annotation_images(annotations: AnnotationSet | list[Annotation], base: Path
     for annotation in annotations:
         width, height = annotation.image_size or (0, 0)
         boxes = [dict(zip(BOX_FIELDS, (box.label, *box.ltrb), strict=True)) for box in annotation.boxes]
-        images.append({"image": str((base / annotation.image_id).resolve()), "width": width, "height": height,
-                       "boxes": boxes})  # fmt: skip
+        images.append(
+            {"image": str((base / annotation.image_id).resolve()), "width": width, "height": height, "boxes": boxes}
+        )
     return images
 
 
@@ -76,8 +77,11 @@ def read_coco(path: Path) -> LabelSet:
 
 def _check_coco_references(path: Path, content: dict) -> None:
     """The references globox would otherwise fail on with a bare KeyError."""
-    for key, fields in (("images", ("id", "file_name", "width", "height")), ("categories", ("id", "name")),
-                        ("annotations", ("id", "image_id", "category_id", "bbox"))):  # fmt: skip
+    for key, fields in (
+        ("images", ("id", "file_name", "width", "height")),
+        ("categories", ("id", "name")),
+        ("annotations", ("id", "image_id", "category_id", "bbox")),
+    ):
         for index, item in enumerate(content[key]):
             missing = [field for field in fields if not isinstance(item, dict) or field not in item]
             if missing:
@@ -88,8 +92,9 @@ def _check_coco_references(path: Path, content: dict) -> None:
         if item["image_id"] not in image_ids:
             raise LabelError(str(path), f"annotations[{index}].image_id", f"no image has id {item['image_id']!r}")
         if item["category_id"] not in category_ids:
-            raise LabelError(str(path), f"annotations[{index}].category_id",
-                             f"no category has id {item['category_id']!r}")  # fmt: skip
+            raise LabelError(
+                str(path), f"annotations[{index}].category_id", f"no category has id {item['category_id']!r}"
+            )
         bbox = item["bbox"]
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox)):
             raise LabelError(str(path), f"annotations[{index}].bbox", f"must be 4 numbers [x, y, w, h], got {bbox!r}")
@@ -106,8 +111,9 @@ def read_cvat(path: Path) -> LabelSet:
         for box_index, box in enumerate(node.iter("box")):
             for field in ("label", "xtl", "ytl", "xbr", "ybr"):
                 if box.get(field) is None:
-                    raise LabelError(str(path), f"image[{index}] ({node.get('name')}).box[{box_index}].{field}",
-                                     "missing attribute")  # fmt: skip
+                    raise LabelError(
+                        str(path), f"image[{index}] ({node.get('name')}).box[{box_index}].{field}", "missing attribute"
+                    )
     try:
         annotations = AnnotationSet.from_cvat(path)
     except (ParsingError, ValueError) as error:
@@ -209,8 +215,9 @@ def _yolo_box(file: Path, line_no: int, line: str, size: tuple[int, int], names:
     if not all(0.0 <= v <= 1.0 for v in values):
         raise LabelError(str(file), f"line {line_no}.xywh", f"normalised values must be within [0, 1]: {line!r}")
     # globox does the relative centre/size -> absolute corners arithmetic.
-    parsed = BoundingBox.create(label=names[class_id], coords=tuple(values), box_format=BoxFormat.XYWH,
-                                relative=True, image_size=size)  # fmt: skip
+    parsed = BoundingBox.create(
+        label=names[class_id], coords=tuple(values), box_format=BoxFormat.XYWH, relative=True, image_size=size
+    )
     return dict(zip(BOX_FIELDS, (parsed.label, *parsed.ltrb), strict=True))
 
 

@@ -142,8 +142,9 @@ def _unique_stems(labels: LabelSet, out: Path) -> dict[str, str]:
     for image in labels.images:
         stem = Path(image.image).stem
         if stem in owners:
-            raise LabelError(image.image, "(image)", f"shares its file name with {owners[stem]}; "
-                             f"one folder {out} cannot hold both")  # fmt: skip
+            raise LabelError(
+                image.image, "(image)", f"shares its file name with {owners[stem]}; one folder {out} cannot hold both"
+            )
         owners[stem] = image.image
         stems[image.image] = stem
     return stems

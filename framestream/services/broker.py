@@ -116,17 +116,23 @@ class LocalBroker:
         listener = f"tcp://{self.host}:{port}"
         self.log_path = self.log_dir / f"tansu-{port}.log"
         command = [
-            str(binary), "broker",
-            "--listener-url", listener,
-            "--advertised-listener-url", listener,
-            "--storage-engine", STORAGE_ENGINE,
-            "--cluster-id", self.cluster_id,
-        ]  # fmt: skip
+            str(binary),
+            "broker",
+            "--listener-url",
+            listener,
+            "--advertised-listener-url",
+            listener,
+            "--storage-engine",
+            STORAGE_ENGINE,
+            "--cluster-id",
+            self.cluster_id,
+        ]
         env = {**os.environ, "NO_COLOR": "1"}  # plain log lines, no ANSI escapes
         # SIGINT, not SIGTERM: on SIGTERM Tansu waits ~5 s for connected clients to go away;
         # on SIGINT it exits at once with status 0. With the memory store there is nothing to flush.
-        self._child = ChildProcess(command, log_path=self.log_path, env=env, stop_signal=signal.SIGINT,
-                                   grace_s=10.0).start()  # fmt: skip
+        self._child = ChildProcess(
+            command, log_path=self.log_path, env=env, stop_signal=signal.SIGINT, grace_s=10.0
+        ).start()
         self.port = port
         try:
             self._wait_ready()

@@ -142,8 +142,16 @@ def voters(node_ids: list[int], ports: list[NodePorts], host: str) -> str:
     return ",".join(f"{node_id}@{host}:{p.controller}" for node_id, p in zip(node_ids, ports, strict=True))
 
 
-def node_properties(node_id: int, ports: NodePorts, quorum_voters: str, log_dir: Path, *,
-                    host: str, replication_factor: int, partitions: int) -> dict[str, str]:  # fmt: skip
+def node_properties(
+    node_id: int,
+    ports: NodePorts,
+    quorum_voters: str,
+    log_dir: Path,
+    *,
+    host: str,
+    replication_factor: int,
+    partitions: int,
+) -> dict[str, str]:
     """``server.properties`` of one combined broker+controller node.
 
     ``replication_factor`` is the cluster's size (1 or 3): internal topics and new topics
@@ -225,9 +233,19 @@ def controller_accepts_topics(bootstrap_servers: str, replication_factor: int, t
 class KafkaNode:
     """One combined broker+controller JVM; its data survives restart() (not a new format)."""
 
-    def __init__(self, node_id: int, ports: NodePorts, data_dir: Path, log_path: Path, *,
-                 cluster_id: str, properties: dict[str, str], java: Path, classpath: str,
-                 grace_s: float) -> None:  # fmt: skip
+    def __init__(
+        self,
+        node_id: int,
+        ports: NodePorts,
+        data_dir: Path,
+        log_path: Path,
+        *,
+        cluster_id: str,
+        properties: dict[str, str],
+        java: Path,
+        classpath: str,
+        grace_s: float,
+    ) -> None:
         self.node_id = node_id
         self.ports = ports
         self.data_dir = data_dir
@@ -237,8 +255,9 @@ class KafkaNode:
         self.log_path = log_path
         self._java = java
         self._classpath = classpath
-        self._process = ChildProcess(self._java_command("kafka.Kafka", str(self.config_path)),
-                                     log_path=log_path, grace_s=grace_s)  # fmt: skip
+        self._process = ChildProcess(
+            self._java_command("kafka.Kafka", str(self.config_path)), log_path=log_path, grace_s=grace_s
+        )
 
     @property
     def bootstrap_server(self) -> str:
@@ -253,8 +272,15 @@ class KafkaNode:
         return self._process.pid
 
     def _java_command(self, main_class: str, *args: str) -> list[str]:
-        return [str(self._java), *JAVA_OPTIONS, f"-Dlog4j2.configurationFile={LOG_CONFIG}",
-                "-cp", self._classpath, main_class, *args]  # fmt: skip
+        return [
+            str(self._java),
+            *JAVA_OPTIONS,
+            f"-Dlog4j2.configurationFile={LOG_CONFIG}",
+            "-cp",
+            self._classpath,
+            main_class,
+            *args,
+        ]
 
     def format_storage(self, timeout_s: float = 120.0) -> None:
         """``StorageTool format`` once: a log dir that already holds meta.properties is kept."""
@@ -284,8 +310,10 @@ class KafkaNode:
         self.raise_if_exited()
         log_text = self._process.log_since_start()
         if _BIND_FAILURE.search(log_text):
-            raise BrokerPortInUse(f"Kafka node {self.node_id} could not bind {LOCALHOST}:{self.ports.broker} or "
-                                  f":{self.ports.controller} (already in use); see {self.log_path}")  # fmt: skip
+            raise BrokerPortInUse(
+                f"Kafka node {self.node_id} could not bind {LOCALHOST}:{self.ports.broker} or "
+                f":{self.ports.controller} (already in use); see {self.log_path}"
+            )
         return STARTED_LINE in log_text
 
     def raise_if_exited(self) -> None:
@@ -293,10 +321,11 @@ class KafkaNode:
             return
         tail = self._process.log_tail(30)
         if _BIND_FAILURE.search(tail):
-            raise BrokerPortInUse(f"Kafka node {self.node_id} could not bind {LOCALHOST}:{self.ports.broker} or "
-                                  f":{self.ports.controller} (already in use); see {self.log_path}")  # fmt: skip
-        raise BrokerError(f"Kafka node {self.node_id} exited with {self._process.poll()}; "
-                          f"see {self.log_path}:\n{tail}")  # fmt: skip
+            raise BrokerPortInUse(
+                f"Kafka node {self.node_id} could not bind {LOCALHOST}:{self.ports.broker} or "
+                f":{self.ports.controller} (already in use); see {self.log_path}"
+            )
+        raise BrokerError(f"Kafka node {self.node_id} exited with {self._process.poll()}; see {self.log_path}:\n{tail}")
 
     def stop(self, grace_s: float | None = None) -> None:
         """SIGTERM (controlled shutdown: leadership moves away first), grace, then SIGKILL.
@@ -335,10 +364,20 @@ class LocalKafkaCluster:
     each start is a new, empty cluster. Node logs go to ``log_dir`` (default ``data_dir``).
     """
 
-    def __init__(self, data_dir: Path, *, size: int = CLUSTER_SIZE, ports: list[NodePorts] | None = None,
-                 log_dir: Path | None = None, partitions: int = 4, fresh: bool = True,
-                 startup_timeout_s: float = 180.0, grace_s: float = 30.0, libs_dir: Path = LIBS_DIR,
-                 extra_properties: Mapping[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        size: int = CLUSTER_SIZE,
+        ports: list[NodePorts] | None = None,
+        log_dir: Path | None = None,
+        partitions: int = 4,
+        fresh: bool = True,
+        startup_timeout_s: float = 180.0,
+        grace_s: float = 30.0,
+        libs_dir: Path = LIBS_DIR,
+        extra_properties: Mapping[str, str] | None = None,
+    ) -> None:
         if ports is not None and len(ports) != size:
             raise ValueError(f"{len(ports)} port pairs for {size} nodes")
         self.data_dir = Path(data_dir)
@@ -403,8 +442,10 @@ class LocalKafkaCluster:
                 shutil.rmtree(node_dir, ignore_errors=True)
         node_ids = list(range(1, self.size + 1))
         quorum = voters(node_ids, ports, LOCALHOST)
-        self.nodes = [self._node(node_id, node_ports, quorum, java, classpath)
-                      for node_id, node_ports in zip(node_ids, ports, strict=True)]  # fmt: skip
+        self.nodes = [
+            self._node(node_id, node_ports, quorum, java, classpath)
+            for node_id, node_ports in zip(node_ids, ports, strict=True)
+        ]
         try:
             for node in self.nodes:
                 node.start()
@@ -412,17 +453,31 @@ class LocalKafkaCluster:
         except BaseException:
             self.stop(grace_s=5)
             raise
-        log.info("embedded Apache Kafka ready", extra={"bootstrap_servers": self.bootstrap_servers,
-                                                       "nodes": self.size})  # fmt: skip
+        log.info("embedded Apache Kafka ready", extra={"bootstrap_servers": self.bootstrap_servers, "nodes": self.size})
 
     def _node(self, node_id: int, ports: NodePorts, quorum: str, java: Path, classpath: str) -> KafkaNode:
         node_dir = self.data_dir / f"node-{node_id}"
-        properties = node_properties(node_id, ports, quorum, node_dir / "log", host=LOCALHOST,
-                                     replication_factor=self.replication_factor,
-                                     partitions=self.partitions)  # fmt: skip
+        properties = node_properties(
+            node_id,
+            ports,
+            quorum,
+            node_dir / "log",
+            host=LOCALHOST,
+            replication_factor=self.replication_factor,
+            partitions=self.partitions,
+        )
         properties.update(self.extra_properties)
-        return KafkaNode(node_id, ports, node_dir, self.log_dir / f"kafka-{node_id}.log", cluster_id=self.cluster_id,
-                         properties=properties, java=java, classpath=classpath, grace_s=self.grace_s)  # fmt: skip
+        return KafkaNode(
+            node_id,
+            ports,
+            node_dir,
+            self.log_dir / f"kafka-{node_id}.log",
+            cluster_id=self.cluster_id,
+            properties=properties,
+            java=java,
+            classpath=classpath,
+            grace_s=self.grace_s,
+        )
 
     def wait_ready(self, timeout_s: float) -> None:
         """Until every running node logged its start, metadata lists each of them on its own
@@ -433,8 +488,10 @@ class LocalKafkaCluster:
             if all(node.started() for node in self.nodes if node.running) and self._serving(wanted):
                 return
             if time.monotonic() > deadline:
-                raise BrokerError(f"Apache Kafka was not ready within {timeout_s:.0f}s; see the node logs in "
-                                  f"{self.log_dir} (kafka-<node>.log)")  # fmt: skip
+                raise BrokerError(
+                    f"Apache Kafka was not ready within {timeout_s:.0f}s; see the node logs in "
+                    f"{self.log_dir} (kafka-<node>.log)"
+                )
             time.sleep(0.25)
 
     def _serving(self, wanted: dict[int, int]) -> bool:
@@ -470,8 +527,9 @@ class LocalKafkaCluster:
                 return index
         raise BrokerError(f"{topic}[{partition}] has no leader now (leader id {leader_id})")
 
-    def wait_for_leader(self, topic: str, partition: int = 0, *, not_index: int | None = None,
-                        timeout_s: float = 60.0) -> int:  # fmt: skip
+    def wait_for_leader(
+        self, topic: str, partition: int = 0, *, not_index: int | None = None, timeout_s: float = 60.0
+    ) -> int:
         """Index of the node leading ``topic[partition]`` once it is a running node other than
         ``not_index``. A killed leader stays in metadata until the controller fences it
         (``broker.session.timeout.ms``, 9 s), so fault tests wait here for the failover."""
@@ -508,19 +566,38 @@ class LocalKafkaCluster:
 class LocalKafka(LocalKafkaCluster):
     """One combined broker+controller node: replication factor 1, min ISR 1."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, controller_port: int | None = None,
-                 log_dir: Path | None = None, partitions: int = 4, fresh: bool = True,
-                 startup_timeout_s: float = 120.0, grace_s: float = 30.0, libs_dir: Path = LIBS_DIR,
-                 extra_properties: Mapping[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        controller_port: int | None = None,
+        log_dir: Path | None = None,
+        partitions: int = 4,
+        fresh: bool = True,
+        startup_timeout_s: float = 120.0,
+        grace_s: float = 30.0,
+        libs_dir: Path = LIBS_DIR,
+        extra_properties: Mapping[str, str] | None = None,
+    ) -> None:
         ports = None
         if port is not None or controller_port is not None:
             broker_port = port or free_port(LOCALHOST)
             while controller_port is None or controller_port == broker_port:
                 controller_port = free_port(LOCALHOST)
             ports = [NodePorts(broker_port, controller_port)]
-        super().__init__(data_dir, size=1, ports=ports, log_dir=log_dir, partitions=partitions, fresh=fresh,
-                         startup_timeout_s=startup_timeout_s, grace_s=grace_s, libs_dir=libs_dir,
-                         extra_properties=extra_properties)  # fmt: skip
+        super().__init__(
+            data_dir,
+            size=1,
+            ports=ports,
+            log_dir=log_dir,
+            partitions=partitions,
+            fresh=fresh,
+            startup_timeout_s=startup_timeout_s,
+            grace_s=grace_s,
+            libs_dir=libs_dir,
+            extra_properties=extra_properties,
+        )
 
     @property
     def port(self) -> int:

@@ -85,13 +85,17 @@ class EmbeddedStack:
                 self.broker = start_embedded_broker(
                     self._requested.embedded_broker, self._requested.data_dir / "kafka", self.log_dir
                 )
-                kafka = kafka.model_copy(update={
-                    "bootstrap_servers": self.broker.bootstrap_servers,
-                    "profile": self.broker.profile,
-                    "replication_factor": self.broker.replication_factor,
-                })  # fmt: skip
-                log.info("embedded broker started", extra={"broker": self.broker.kind.value,
-                                                           "bootstrap_servers": kafka.bootstrap_servers})  # fmt: skip
+                kafka = kafka.model_copy(
+                    update={
+                        "bootstrap_servers": self.broker.bootstrap_servers,
+                        "profile": self.broker.profile,
+                        "replication_factor": self.broker.replication_factor,
+                    }
+                )
+                log.info(
+                    "embedded broker started",
+                    extra={"broker": self.broker.kind.value, "bootstrap_servers": kafka.bootstrap_servers},
+                )
             if not triton.url:
                 self.triton = LocalTriton(
                     triton.model_repository, triton.venv, log_file=self.log_dir / "tritonserver.log"

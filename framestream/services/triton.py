@@ -79,9 +79,13 @@ class TritonDistribution:
     def locate(cls, venv: Path) -> TritonDistribution:
         python = venv / "bin" / "python"
         if not python.exists():
-            raise TritonStartError(f"{venv}: no virtualenv here (missing bin/python); run ./scripts/setup.sh, which builds .venv-triton")
-        probe = "import json, sys, sysconfig; print(json.dumps([sysconfig.get_config_var('LIBDIR'), " \
-                "sysconfig.get_paths()['purelib'], '%d.%d' % sys.version_info[:2]]))"
+            raise TritonStartError(
+                f"{venv}: no virtualenv here (missing bin/python); run ./scripts/setup.sh, which builds .venv-triton"
+            )
+        probe = (
+            "import json, sys, sysconfig; print(json.dumps([sysconfig.get_config_var('LIBDIR'), "
+            "sysconfig.get_paths()['purelib'], '%d.%d' % sys.version_info[:2]]))"
+        )
         libdir, purelib, version = json.loads(subprocess.check_output([str(python), "-c", probe], text=True))
         package = Path(purelib) / "pytriton" / "tritonserver"
         found = cls(
@@ -152,10 +156,15 @@ class LocalTriton:
         backends = _prepare_backend_directory(distribution, self._workdir)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # Its own process group (ChildProcess does that): stop() reaches the model stubs too.
-        self._child = ChildProcess([str(distribution.tritonserver), *self._arguments(backends)],
-                                   log_path=self.log_path, env=self._environment(distribution), grace_s=20.0).start()
-        log.info("tritonserver started", extra={"pid": self._child.pid, "grpc_url": self.grpc_url,
-                                                "log": str(self.log_path)})
+        self._child = ChildProcess(
+            [str(distribution.tritonserver), *self._arguments(backends)],
+            log_path=self.log_path,
+            env=self._environment(distribution),
+            grace_s=20.0,
+        ).start()
+        log.info(
+            "tritonserver started", extra={"pid": self._child.pid, "grpc_url": self.grpc_url, "log": str(self.log_path)}
+        )
         try:
             self._wait_until_ready()
         except BaseException:

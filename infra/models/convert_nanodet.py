@@ -280,7 +280,7 @@ def max_diff_vs_tf(session: ort.InferenceSession, root: Path, image: np.ndarray)
     reference = run_tf_graph(*load_tf_graph(root), image)
     names = [output.name for output in session.get_outputs()]
     worst = 0.0
-    for name, value in zip(names, session.run(names, {INPUT_NAME: image})):
+    for name, value in zip(names, session.run(names, {INPUT_NAME: image}), strict=False):
         _, channels, height, width = value.shape
         flat = value.reshape(1, channels, height * width).transpose(0, 2, 1)
         diff = float(np.abs(flat - reference[(height * width, channels)]).max())
@@ -296,7 +296,7 @@ def max_diff_batch(session: ort.InferenceSession, batch: np.ndarray) -> float:
     worst = 0.0
     for index in range(batch.shape[0]):
         single = session.run(names, {INPUT_NAME: batch[index : index + 1]})
-        for together, alone in zip(batched, single):
+        for together, alone in zip(batched, single, strict=False):
             worst = max(worst, float(np.abs(together[index] - alone[0]).max()))
     return worst
 
@@ -333,8 +333,10 @@ def main(argv: list[str]) -> int:
         model = cut_and_rename(raw, heads)
         add_metadata(model, package)
         onnx.checker.check_model(model, full_check=True)
-        print(f"versions: tensorflow {tf.__version__}, tf2onnx {tf2onnx.__version__}, onnx {onnx.__version__}, "
-              f"onnxruntime {ort.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}")
+        print(
+            f"versions: tensorflow {tf.__version__}, tf2onnx {tf2onnx.__version__}, onnx {onnx.__version__}, "
+            f"onnxruntime {ort.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}"
+        )
         if not verify(model, root, args.image):
             print(f"FAILED: outputs differ beyond tolerance; {args.output} not written")
             return 1

@@ -23,8 +23,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from streams.config_files import ConfigFileError, load_yaml_model
 from schemas.base import CAMERA_ID_PATTERN
+from streams.config_files import ConfigFileError, load_yaml_model
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 

@@ -69,9 +69,15 @@ def dead_letter_for_frame(
 
 
 def _ingest_dead_letter(
-    camera_id: str, frames_topic: str, original: bytes, headers: dict[str, str], reason: str, error_type: str,
-    *, omit: bool = False,
-) -> DeadLetter:  # fmt: skip
+    camera_id: str,
+    frames_topic: str,
+    original: bytes,
+    headers: dict[str, str],
+    reason: str,
+    error_type: str,
+    *,
+    omit: bool = False,
+) -> DeadLetter:
     """Originals above MAX_DEAD_LETTER_ORIGINAL (or ``omit``) are left out, and the reason says so."""
     headers = {**headers, "original-size": str(len(original))}
     if omit or len(original) > MAX_DEAD_LETTER_ORIGINAL:
@@ -79,6 +85,12 @@ def _ingest_dead_letter(
         reason = f"{reason}; original bytes left out ({len(original)} bytes{limit})"
         original = b""
     return DeadLetter(
-        stage="ingest", reason=reason, error_type=error_type, source_topic=frames_topic,
-        key=camera_id.encode(), headers=headers, original=original, failed_at=utc_now(),
-    )  # fmt: skip
+        stage="ingest",
+        reason=reason,
+        error_type=error_type,
+        source_topic=frames_topic,
+        key=camera_id.encode(),
+        headers=headers,
+        original=original,
+        failed_at=utc_now(),
+    )

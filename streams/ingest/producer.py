@@ -34,11 +34,16 @@ from streams.topics import TopicNames
 log = logging.getLogger(__name__)
 
 # Delivery errors that no retry can fix.
-PERMANENT_ERRORS = frozenset({
-    KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD, KafkaError.RECORD_LIST_TOO_LARGE,
-    KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-    KafkaError._INVALID_ARG,
-})  # fmt: skip
+PERMANENT_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError._INVALID_ARG,
+    }
+)
 # A failed delivery is produced again after 0.2 s, 0.4 s, ... up to 5 s, for as long as it fails.
 DELIVERY_RETRY = RetryPolicy(initial_s=0.2, max_s=5.0, multiplier=2.0)
 
@@ -236,9 +241,12 @@ class CameraIngest:
         while True:
             try:
                 self._producer.produce(
-                    record.topic, value=record.value, key=record.key, headers=record.headers,
+                    record.topic,
+                    value=record.value,
+                    key=record.key,
+                    headers=record.headers,
                     on_delivery=partial(self._on_delivery, record, attempt),
-                )  # fmt: skip
+                )
                 break
             except BufferError:
                 # librdkafka's queue is full (broker slow or away): serving delivery
@@ -307,11 +315,18 @@ class CameraIngest:
             progress.error = reason
             self._outstanding -= 1
             if record.is_frame:
-                letter = dead_letter_for_frame(record.camera_id, record.topic, record.value, record.headers, reason,
-                                               too_large=too_large)  # fmt: skip
+                letter = dead_letter_for_frame(
+                    record.camera_id, record.topic, record.value, record.headers, reason, too_large=too_large
+                )
                 value = letter.model_dump_json().encode()
-                dead = _Record(record.camera_id, self.topics.deadletter, record.key, value, [("fs-stage", b"ingest")],
-                               is_frame=False)  # fmt: skip
+                dead = _Record(
+                    record.camera_id,
+                    self.topics.deadletter,
+                    record.key,
+                    value,
+                    [("fs-stage", b"ingest")],
+                    is_frame=False,
+                )
                 # Produced by the delivery thread, not from inside this delivery callback;
                 # attempt 1 because it is counted as outstanding here already.
                 self._outstanding += 1

@@ -234,8 +234,13 @@ class SyntheticPatternSource(FrameSource):
     def _gradient(width: int, height: int) -> np.ndarray:
         ramp_x = np.linspace(40, 200, width, dtype=np.float32)[None, :]
         ramp_y = np.linspace(30, 120, height, dtype=np.float32)[:, None]
-        return np.dstack([np.broadcast_to(ramp_x, (height, width)), np.broadcast_to(ramp_y, (height, width)),
-                          np.full((height, width), 90, np.float32)]).astype(np.uint8)  # fmt: skip
+        return np.dstack(
+            [
+                np.broadcast_to(ramp_x, (height, width)),
+                np.broadcast_to(ramp_y, (height, width)),
+                np.full((height, width), 90, np.float32),
+            ]
+        ).astype(np.uint8)
 
     def render(self, index: int) -> np.ndarray:
         width, height = self.config.width, self.config.height
@@ -311,8 +316,14 @@ class LiveStreamSource(FrameSource):
             if self.on_reconnect is not None:
                 self.on_reconnect()
             delay = backoff.next_delay()
-            log_retry(log, f"camera stream {self.target}", backoff.attempts, delay, "no frame (closed or unreachable)",
-                      source=str(self.target))  # fmt: skip
+            log_retry(
+                log,
+                f"camera stream {self.target}",
+                backoff.attempts,
+                delay,
+                "no frame (closed or unreachable)",
+                source=str(self.target),
+            )
             if self.stop_event.wait(delay):
                 return
 

@@ -67,9 +67,11 @@ ROWS_SKIPPED = Counter(
 INSERTS = Counter("framestream_sink_inserts_total", "INSERT statements that succeeded", ["table"])
 RETRIES = Counter("framestream_sink_retries_total", "Transient ClickHouse errors retried", ["table"])
 INSERT_SECONDS = Histogram(
-    "framestream_sink_insert_seconds", "Time to store one table's batch (id lookup + INSERT)", ["table"],
+    "framestream_sink_insert_seconds",
+    "Time to store one table's batch (id lookup + INSERT)",
+    ["table"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-)  # fmt: skip
+)
 BUFFERED_ROWS = Gauge("framestream_sink_buffered_rows", "Rows waiting for the next flush", ["table"])
 
 
@@ -227,8 +229,10 @@ class ClickHouseSink:
                 raise SinkFailure(f"{buffer.table.name}: ClickHouse cannot take rows: {error}") from error
             owners = list(dict.fromkeys(buffer.owners[buffer.table.row_id(row)] for row in rows))
             if len(owners) == 1:
-                log.error("ClickHouse refused a message",
-                          extra={"table": buffer.table.name, "message_id": owners[0], "error": str(error)})  # fmt: skip
+                log.error(
+                    "ClickHouse refused a message",
+                    extra={"table": buffer.table.name, "message_id": owners[0], "error": str(error)},
+                )
                 return 0, 0, PermanentInsertError(buffer.table.name, owners, error)
         halves = (set(owners[: len(owners) // 2]), set(owners[len(owners) // 2 :]))
         totals = [0, 0]
@@ -240,9 +244,13 @@ class ClickHouseSink:
             totals[1] += skipped
             if problem is not None:
                 refused.append(problem)
-        merged = PermanentInsertError(
-            buffer.table.name, [mid for problem in refused for mid in problem.message_ids], refused[0].cause
-        ) if refused else None  # fmt: skip
+        merged = (
+            PermanentInsertError(
+                buffer.table.name, [mid for problem in refused for mid in problem.message_ids], refused[0].cause
+            )
+            if refused
+            else None
+        )
         return totals[0], totals[1], merged
 
     def _store(self, client: Client, table: Table, rows: list[Row]) -> tuple[int, int]:
@@ -278,8 +286,9 @@ class ClickHouseSink:
 
     def _stored_ids_of_chunk(self, client: Client, table: Table, rows: list[Row]) -> set[str]:
         conditions = [f"{column} IN {{{column}:Array(String)}}" for column in table.lookup_columns]
-        parameters: dict[str, object] = {column: sorted({getattr(row, column) for row in rows})
-                                         for column in table.lookup_columns}  # fmt: skip
+        parameters: dict[str, object] = {
+            column: sorted({getattr(row, column) for row in rows}) for column in table.lookup_columns
+        }
         if table.time_is_deterministic:
             times = [getattr(row, table.time_column) for row in rows]
             conditions.append(f"{table.time_column} >= fromUnixTimestamp64Milli({{lo:Int64}})")
@@ -298,9 +307,16 @@ class ClickHouseSink:
                 self._discard_client()  # the connection itself failed: open a new one next time
 
         try:
-            return retry_sync(lambda: operation(self._get_client()), policy=self._retry, transient=is_transient,
-                              what=f"ClickHouse insert into {table.name}", log=log, stop=self._cancelled,
-                              on_retry=on_retry, extra={"table": table.name})  # fmt: skip
+            return retry_sync(
+                lambda: operation(self._get_client()),
+                policy=self._retry,
+                transient=is_transient,
+                what=f"ClickHouse insert into {table.name}",
+                log=log,
+                stop=self._cancelled,
+                on_retry=on_retry,
+                extra={"table": table.name},
+            )
         except RetryCancelled as cancelled:
             raise SinkCancelled(f"cancelled while {table.name} waited for ClickHouse") from cancelled.__cause__
 

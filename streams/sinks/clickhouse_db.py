@@ -28,7 +28,6 @@ from clickhouse_connect.driver.exceptions import DatabaseError, DataError, Opera
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -127,22 +127,38 @@ class Table:
 
 
 FRAMES = Table(
-    "frames", FrameRow, "event_id", "captured_at", ("camera_id",),
+    "frames",
+    FrameRow,
+    "event_id",
+    "captured_at",
+    ("camera_id",),
     (("frame_seq", UINT64), ("width", UINT32), ("height", UINT32), ("object_count", UINT32)),
-)  # fmt: skip
+)
 DETECTIONS = Table(
-    "detections", DetectionRow, "detection_id", "captured_at", ("camera_id",),
+    "detections",
+    DetectionRow,
+    "detection_id",
+    "captured_at",
+    ("camera_id",),
     (("frame_seq", UINT64), ("object_index", UINT16), ("class_id", UINT16)),
-)  # fmt: skip
+)
 ALERTS = Table(
-    "alerts", AlertRow, "alert_id", "captured_at", ("camera_id",),
+    "alerts",
+    AlertRow,
+    "alert_id",
+    "captured_at",
+    ("camera_id",),
     (("frame_seq", UINT64), ("object_count", UINT32)),
-)  # fmt: skip
+)
 DEAD_LETTERS = Table(
-    "dead_letters", DeadLetterRow, "dead_letter_id", "failed_at", ("stage", "source_topic"),
+    "dead_letters",
+    DeadLetterRow,
+    "dead_letter_id",
+    "failed_at",
+    ("stage", "source_topic"),
     (("source_partition", INT32), ("source_offset", INT64), ("original_size", UINT32)),
     time_is_deterministic=False,  # a record rejected again after a restart fails at a new time
-)  # fmt: skip
+)
 TABLES: tuple[Table, ...] = (FRAMES, DETECTIONS, ALERTS, DEAD_LETTERS)
 
 
@@ -293,7 +309,7 @@ def rows_for(message: Persistable) -> MessageRows:
 def check_row(table: Table, row: Row, message_id: str) -> None:
     """Raise ``RowConversionError`` for a value its column cannot hold."""
     bounds = dict(table.int_bounds)
-    for column, value in zip(table.columns, row):
+    for column, value in zip(table.columns, row, strict=False):
         problem = _value_problem(value, bounds.get(column))
         if problem:
             raise RowConversionError(message_id, f"{table.name}.{column}: {problem}")

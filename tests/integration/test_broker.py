@@ -35,8 +35,9 @@ def tansu_settings(tansu: LocalBroker) -> KafkaSettings:
     """The tansu profile on a fresh set of topics (4 partitions)."""
     topics = TopicNames(prefix=f"t{uuid.uuid4().hex[:12]}.")
     create_topics(tansu.bootstrap_servers, topics, partitions=4, retention_ms=3_600_000)
-    return KafkaSettings(bootstrap_servers=tansu.bootstrap_servers, profile=BrokerProfile.TANSU,
-                         topic_prefix=topics.prefix, partitions=4)  # fmt: skip
+    return KafkaSettings(
+        bootstrap_servers=tansu.bootstrap_servers, profile=BrokerProfile.TANSU, topic_prefix=topics.prefix, partitions=4
+    )
 
 
 def test_local_broker_answers_metadata_and_stops_cleanly(tmp_path: Path) -> None:
@@ -109,8 +110,10 @@ def test_one_record_per_batch_keeps_tansus_high_watermark_exact(tansu_settings: 
     topics = TopicNames(tansu_settings.topic_prefix)
     batched = {**producer_config(tansu_settings, "batched"), "linger.ms": 100}
     del batched["batch.num.messages"]
-    for topic, config in ((topics.detections, producer_config(tansu_settings, "one-per-batch")),
-                          (topics.alerts, batched)):  # fmt: skip
+    for topic, config in (
+        (topics.detections, producer_config(tansu_settings, "one-per-batch")),
+        (topics.alerts, batched),
+    ):
         producer = Producer(config)
         for i in range(10):
             producer.produce(topic, value=b"%d" % i, partition=0)

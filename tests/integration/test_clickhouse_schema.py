@@ -184,17 +184,23 @@ def test_a_chdb_directory_held_by_another_process_is_reported_clearly(tmp_path: 
 
     data_dir = tmp_path / "data"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import clickhouse_connect, sys, time\n"
-         f"c = clickhouse_connect.get_client(dsn='chdb://{data_dir / 'clickhouse'}'); c.command('SELECT 1')\n"
-         "print('open', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import clickhouse_connect, sys, time\n"
+            f"c = clickhouse_connect.get_client(dsn='chdb://{data_dir / 'clickhouse'}'); c.command('SELECT 1')\n"
+            "print('open', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
         env = {**os.environ, "FRAMESTREAM_DATA_DIR": str(data_dir)}
         env.pop("FRAMESTREAM_CLICKHOUSE_DSN", None)
-        done = subprocess.run([sys.executable, "-m", "framestream.cli", "migrate"], env=env,
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "framestream.cli", "migrate"], env=env, capture_output=True, text=True, timeout=60
+        )
     finally:
         holder.kill()
         holder.wait()

@@ -13,10 +13,10 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from framestream.grafana_sql import Dashboard, Panel, TimeRange, all_values, column_kind, expand, load_dashboards
-from streams.sinks.clickhouse_db import migrate
 from schemas import ImageStats, StageTimings
 from schemas.alerts import Severity
 from streams.sinks.clickhouse import ClickHouseSink
+from streams.sinks.clickhouse_db import migrate
 from tests.factories import BASE_TIME, make_alert, make_dead_letter, make_detection, make_frame_detections
 from tests.fixtures.clickhouse import TEST_TTL_DAYS, ClickHouseTarget
 
@@ -48,20 +48,40 @@ def seed_messages() -> list:
                 make_detection(CLASSES[(seq + i) % len(CLASSES)], 0.36 + ((seq * 7 + i * 13) % 64) / 100)
                 for i in range(count)
             ]
-            messages.append(make_frame_detections(
-                camera, seq, detections, captured_at=BASE_TIME + timedelta(minutes=4 * seq, seconds=camera_index),
-                model_version="1" if seq < 20 else "2",
-                stats=ImageStats(brightness=80.0 + seq, sharpness=100.0 + camera_index),
-                timings=StageTimings(ingest_ms=3.0, queue_ms=5.0 + seq % 7, batch_wait_ms=2.0, triton_ms=20.0 + seq % 11),
-            ))  # fmt: skip
+            messages.append(
+                make_frame_detections(
+                    camera,
+                    seq,
+                    detections,
+                    captured_at=BASE_TIME + timedelta(minutes=4 * seq, seconds=camera_index),
+                    model_version="1" if seq < 20 else "2",
+                    stats=ImageStats(brightness=80.0 + seq, sharpness=100.0 + camera_index),
+                    timings=StageTimings(
+                        ingest_ms=3.0, queue_ms=5.0 + seq % 7, batch_wait_ms=2.0, triton_ms=20.0 + seq % 11
+                    ),
+                )
+            )
             if count and seq % 3 == 0:
                 severity = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)[seq % 9 // 3]
                 rule = ("person-in-zone", "vehicle-at-gate", "crowd")[(seq + camera_index) % 3]
-                messages.append(make_alert(rule, camera, seq, severity=severity, zone="gate" if seq % 2 else None,
-                                           captured_at=BASE_TIME + timedelta(minutes=4 * seq, seconds=camera_index)))  # fmt: skip
+                messages.append(
+                    make_alert(
+                        rule,
+                        camera,
+                        seq,
+                        severity=severity,
+                        zone="gate" if seq % 2 else None,
+                        captured_at=BASE_TIME + timedelta(minutes=4 * seq, seconds=camera_index),
+                    )
+                )
     for offset in range(6):
-        messages.append(make_dead_letter("detect" if offset % 2 else "ingest", source_offset=offset,
-                                         failed_at=BASE_TIME + timedelta(minutes=15 * offset)))  # fmt: skip
+        messages.append(
+            make_dead_letter(
+                "detect" if offset % 2 else "ingest",
+                source_offset=offset,
+                failed_at=BASE_TIME + timedelta(minutes=15 * offset),
+            )
+        )
     return messages
 
 
@@ -82,7 +102,9 @@ def seeded(clickhouse_target: ClickHouseTarget) -> Iterator[Seeded]:
     client.close()
 
 
-def run_panel(client: Client, panel: Panel, time_range: TimeRange, values: dict[str, list[str]]) -> tuple[list[str], list[str], list]:
+def run_panel(
+    client: Client, panel: Panel, time_range: TimeRange, values: dict[str, list[str]]
+) -> tuple[list[str], list[str], list]:
     result = client.query(expand(panel.sql, time_range, INTERVAL_S, values))
     kinds = [column_kind(column_type.name) for column_type in result.column_types]
     return list(result.column_names), kinds, result.result_rows
@@ -155,6 +177,7 @@ def test_variable_queries_list_the_seeded_values(seeded: Seeded, dashboard: Dash
 
 def test_counts_on_the_dashboards_match_what_was_written(seeded: Seeded) -> None:
     """The headline numbers are the seeded ones, not merely some number."""
+
     def stat(uid: str, title: str, **selected: list[str]) -> float:
         dashboard = DASHBOARDS[uid]
         values = all_values(seeded.client, dashboard, SEEDED, INTERVAL_S) | selected

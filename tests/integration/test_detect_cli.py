@@ -22,7 +22,11 @@ def framestream_detect(triton_url: str, *args: str) -> subprocess.CompletedProce
     env = {**os.environ, "FRAMESTREAM_TRITON_URL": triton_url}
     return subprocess.run(
         [sys.executable, "-m", "framestream.cli", "detect", *args],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
     )
 
 

@@ -33,8 +33,12 @@ def framestream_eval(triton_url: str, *args: str) -> subprocess.CompletedProcess
     env = {**os.environ, "FRAMESTREAM_TRITON_URL": triton_url}
     return subprocess.run(
         [sys.executable, "-m", "framestream.cli", "eval", *args],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
 
 
 def pycocotools_stats(folder: Path) -> list[float]:
@@ -66,8 +70,17 @@ def shifted(labels: LabelSet) -> LabelSet:
 def test_eval_of_the_detector_against_its_own_labels(triton_url: str, tmp_path: Path) -> None:
     yolo = tmp_path / "yolo"
     write_labels(read_labels(SAMPLE, "coco"), "yolo", yolo)
-    result = framestream_eval(triton_url, "--dataset", str(yolo / "data.yaml"), "--format", "yolo",
-                              "--json", str(tmp_path / "eval.json"), "--out", str(tmp_path / "plots"))  # fmt: skip
+    result = framestream_eval(
+        triton_url,
+        "--dataset",
+        str(yolo / "data.yaml"),
+        "--format",
+        "yolo",
+        "--json",
+        str(tmp_path / "eval.json"),
+        "--out",
+        str(tmp_path / "plots"),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["map"] == pytest.approx(1.0, abs=0.02) and report["map50"] == pytest.approx(1.0, abs=0.02)
@@ -86,8 +99,17 @@ def test_eval_of_the_detector_against_its_own_labels(triton_url: str, tmp_path: 
 def test_eval_of_boxes_shifted_by_half_scores_near_zero(triton_url: str, tmp_path: Path) -> None:
     write_labels(shifted(read_labels(SAMPLE, "coco")), "cvat", tmp_path / "cvat")
     dataset = str(tmp_path / "cvat" / "annotations.xml")
-    result = framestream_eval(triton_url, "--dataset", dataset, "--format", "cvat",
-                              "--json", str(tmp_path / "eval.json"), "--out", str(tmp_path / "out"))  # fmt: skip
+    result = framestream_eval(
+        triton_url,
+        "--dataset",
+        dataset,
+        "--format",
+        "cvat",
+        "--json",
+        str(tmp_path / "eval.json"),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["map"] < 0.05 and report["map50"] < 0.1

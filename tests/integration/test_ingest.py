@@ -140,8 +140,18 @@ def test_the_ingest_command(kafka_settings: KafkaSettings, topics: TopicNames, t
         "FRAMESTREAM_KAFKA_TOPIC_PREFIX": topics.prefix,
         "FRAMESTREAM_KAFKA_PARTITIONS": str(kafka_settings.partitions),
     }
-    command = [sys.executable, "-m", "framestream.cli", "ingest", "--cameras", str(cameras_file),
-               "--max-frames", "5", "--seq-start", "42"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "framestream.cli",
+        "ingest",
+        "--cameras",
+        str(cameras_file),
+        "--max-frames",
+        "5",
+        "--seq-start",
+        "42",
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "gen" in result.stdout and " 5 " in result.stdout
@@ -187,10 +197,16 @@ def test_a_frame_too_large_for_the_broker_is_dead_lettered_and_the_camera_goes_o
     kafka_settings: KafkaSettings, topics: TopicNames
 ) -> None:
     # Noise does not compress: each 320x240 frame is far above this producer's 20 kB limit.
-    camera = Camera(id="noisy", source=SyntheticSource(kind="synthetic", width=320, height=240, pattern="noise"),
-                    fps=20, max_frames=3, jpeg_quality=95)  # fmt: skip
-    progress = CameraIngest([camera], kafka_settings, topics, first_seq=7,
-                            producer_overrides={"message.max.bytes": 20_000}).run()  # fmt: skip
+    camera = Camera(
+        id="noisy",
+        source=SyntheticSource(kind="synthetic", width=320, height=240, pattern="noise"),
+        fps=20,
+        max_frames=3,
+        jpeg_quality=95,
+    )
+    progress = CameraIngest(
+        [camera], kafka_settings, topics, first_seq=7, producer_overrides={"message.max.bytes": 20_000}
+    ).run()
 
     letters = [DeadLetter.model_validate_json(m.value()) for m in read_all(kafka_settings, topics.deadletter, 3)]
     assert len(letters) == 3
@@ -199,4 +215,8 @@ def test_a_frame_too_large_for_the_broker_is_dead_lettered_and_the_camera_goes_o
     for letter in letters:
         assert letter.original == b"" and int(letter.headers["original-size"]) > 20_000
         assert "lower jpeg_quality or set resize_width" in letter.reason
-    assert (progress["noisy"].frames_sent, progress["noisy"].delivery_failures, progress["noisy"].dead_letters) == (3, 3, 3)
+    assert (progress["noisy"].frames_sent, progress["noisy"].delivery_failures, progress["noisy"].dead_letters) == (
+        3,
+        3,
+        3,
+    )

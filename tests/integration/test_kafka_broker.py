@@ -246,9 +246,11 @@ def test_keys_map_to_the_partitions_faust_uses(kafka_settings: KafkaSettings, to
     placed: dict[bytes, int] = {}
     for key in (f"camera-{i}".encode() for i in range(12)):
         producer.produce(
-            topics.frames, key=key, value=b"x",
+            topics.frames,
+            key=key,
+            value=b"x",
             on_delivery=lambda error, message: placed.__setitem__(message.key(), message.partition()),
-        )  # fmt: skip
+        )
     assert producer.flush(30) == 0
     partitioner = DefaultPartitioner()
     all_partitions = list(range(4))
@@ -279,9 +281,14 @@ def test_faust_uses_acks_all_and_its_client_speaks_to_the_broker(on_kafka: Kafka
                 await producer.send_and_wait(topic, b"alert-%d" % i, key=b"cam")
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=servers, group_id=f"faustlike-{uuid.uuid4().hex[:6]}",
-                                    auto_offset_reset="earliest", enable_auto_commit=False,
-                                    session_timeout_ms=int(app.conf.broker_session_timeout * 1000))  # fmt: skip
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=servers,
+            group_id=f"faustlike-{uuid.uuid4().hex[:6]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            session_timeout_ms=int(app.conf.broker_session_timeout * 1000),
+        )
         await consumer.start()
         try:
             values: list[bytes] = []
@@ -312,8 +319,13 @@ def cluster(tmp_path: Path) -> Iterator[LocalKafkaCluster]:
 
 
 def test_a_three_broker_cluster_keeps_acks_all_writes_through_a_leader_crash(cluster: LocalKafkaCluster) -> None:
-    kafka = KafkaSettings(bootstrap_servers=cluster.bootstrap_servers, profile=BrokerProfile.KAFKA, partitions=4,
-                          replication_factor=3, topic_prefix="ha.")  # fmt: skip
+    kafka = KafkaSettings(
+        bootstrap_servers=cluster.bootstrap_servers,
+        profile=BrokerProfile.KAFKA,
+        partitions=4,
+        replication_factor=3,
+        topic_prefix="ha.",
+    )
     topics = TopicNames(kafka.topic_prefix)
     create_deployment_topics(kafka)
     metadata = fetch_cluster_metadata(cluster.bootstrap_servers, timeout_s=10)

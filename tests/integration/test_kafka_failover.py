@@ -99,9 +99,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaClus
 @pytest.fixture
 def kafka(cluster: LocalKafkaCluster) -> KafkaSettings:
     """The production topics (replication factor 3, min ISR 2 from the brokers) under a fresh prefix."""
-    settings = KafkaSettings(bootstrap_servers=cluster.bootstrap_servers, profile=BrokerProfile.KAFKA,
-                             topic_prefix=f"t{uuid.uuid4().hex[:12]}.", partitions=PARTITIONS,
-                             retention_ms=3_600_000, replication_factor=3)  # fmt: skip
+    settings = KafkaSettings(
+        bootstrap_servers=cluster.bootstrap_servers,
+        profile=BrokerProfile.KAFKA,
+        topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
+        partitions=PARTITIONS,
+        retention_ms=3_600_000,
+        replication_factor=3,
+    )
     create_deployment_topics(settings)
     return settings
 
@@ -119,9 +124,15 @@ def workers(
 ) -> Iterator[dict[str, WorkerProcess]]:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
-    env = worker_env(kafka, triton_url=triton_url, data_dir=tmp_path / "data", rules_file=rules,
-                     clickhouse_dsn=store.dsn, clickhouse_database=store.database,
-                     FRAMESTREAM_WORKER_DETECT_MAX_BATCH="4")  # fmt: skip
+    env = worker_env(
+        kafka,
+        triton_url=triton_url,
+        data_dir=tmp_path / "data",
+        rules_file=rules,
+        clickhouse_dsn=store.dsn,
+        clickhouse_database=store.database,
+        FRAMESTREAM_WORKER_DETECT_MAX_BATCH="4",
+    )
     processes = {stage: WorkerProcess(stage, stage, env, tmp_path) for stage in ("detect", "alert", "persist")}
     yield processes
     for process in processes.values():
@@ -158,9 +169,12 @@ def wait_until_all_in_sync(cluster: LocalKafkaCluster, timeout_s: float) -> None
 
     def in_sync() -> bool:
         metadata = fetch_cluster_metadata(running_servers(cluster), timeout_s=10)
-        lagging[:] = [f"{name}[{p}] isr={sorted(meta.isrs)} replicas={sorted(meta.replicas)}"
-                      for name, topic in metadata.topics.items() for p, meta in topic.partitions.items()
-                      if set(meta.isrs) != set(meta.replicas) or meta.leader < 0]  # fmt: skip
+        lagging[:] = [
+            f"{name}[{p}] isr={sorted(meta.isrs)} replicas={sorted(meta.replicas)}"
+            for name, topic in metadata.topics.items()
+            for p, meta in topic.partitions.items()
+            if set(meta.isrs) != set(meta.replicas) or meta.leader < 0
+        ]
         return not lagging
 
     try:
@@ -180,17 +194,23 @@ def restore_preferred_leaders(cluster: LocalKafkaCluster, timeout_s: float) -> N
     admin = AdminClient({"bootstrap.servers": running_servers(cluster), "log_level": 0})
     # No request_timeout/operation_timeout: confluent-kafka 2.16.1 raises SystemError on either.
     results = admin.elect_leaders(ElectionType.PREFERRED, None).result(timeout=60)
-    refused = {f"{tp.topic}[{tp.partition}]": error for tp, error in results.items()
-               if error is not None and error.args[0].code() != KafkaError.ELECTION_NOT_NEEDED}  # fmt: skip
+    refused = {
+        f"{tp.topic}[{tp.partition}]": error
+        for tp, error in results.items()
+        if error is not None and error.args[0].code() != KafkaError.ELECTION_NOT_NEEDED
+    }
     assert not refused, f"preferred leader election refused: {refused}"
     elsewhere: list[str] = []
     checks: list[bool] = []
 
     def preferred_everywhere() -> bool:
         metadata = fetch_cluster_metadata(running_servers(cluster), timeout_s=10)
-        elsewhere[:] = [f"{name}[{p}] leader={meta.leader} replicas={meta.replicas}"
-                        for name, topic in metadata.topics.items() for p, meta in topic.partitions.items()
-                        if meta.replicas and meta.leader != meta.replicas[0]]  # fmt: skip
+        elsewhere[:] = [
+            f"{name}[{p}] leader={meta.leader} replicas={meta.replicas}"
+            for name, topic in metadata.topics.items()
+            for p, meta in topic.partitions.items()
+            if meta.replicas and meta.leader != meta.replicas[0]
+        ]
         checks.append(not elsewhere)
         return checks[-2:] == [True, True]  # twice in a row: metadata of every broker has caught up
 
@@ -223,7 +243,7 @@ def wait_for_group_to_commit_everything(kafka: KafkaSettings, topic: str, group_
 
 def test_leader_crashes_one_at_a_time_lose_nothing_double_nothing_and_dead_letter_nothing(
     cluster: LocalKafkaCluster, kafka: KafkaSettings, workers: dict[str, WorkerProcess], store: WorkerStore
-) -> None:  # fmt: skip
+) -> None:
     topics = TopicNames(kafka.topic_prefix)
     timeline: list[tuple[str, float]] = []
     began = time.monotonic()
@@ -237,9 +257,14 @@ def test_leader_crashes_one_at_a_time_lose_nothing_double_nothing_and_dead_lette
         print("timeline: " + "; ".join(f"{at:.1f}s {what}" for what, at in timeline))
 
 
-def run_failover(cluster: LocalKafkaCluster, kafka: KafkaSettings, topics: TopicNames,
-                 workers: dict[str, WorkerProcess], store: WorkerStore,
-                 mark: Callable[[str], None]) -> None:  # fmt: skip
+def run_failover(
+    cluster: LocalKafkaCluster,
+    kafka: KafkaSettings,
+    topics: TopicNames,
+    workers: dict[str, WorkerProcess],
+    store: WorkerStore,
+    mark: Callable[[str], None],
+) -> None:
     detect, persist = workers["detect"], workers["persist"]
     for process in workers.values():
         process.start()
@@ -249,8 +274,17 @@ def run_failover(cluster: LocalKafkaCluster, kafka: KafkaSettings, topics: Topic
     def stored() -> float:
         return persist.metric("framestream_sink_rows_inserted_total", table="frames")
 
-    feed = FrameFeed(kafka, topics.frames, CAMERAS, spacing_s=SPACING_S, round_s=ROUND_S, max_rounds=MAX_ROUNDS,
-                     max_backlog=MAX_BACKLOG, stored=stored, client_id="failover-frames")  # fmt: skip
+    feed = FrameFeed(
+        kafka,
+        topics.frames,
+        CAMERAS,
+        spacing_s=SPACING_S,
+        round_s=ROUND_S,
+        max_rounds=MAX_ROUNDS,
+        max_backlog=MAX_BACKLOG,
+        stored=stored,
+        client_id="failover-frames",
+    )
     feed.start()
     try:
         persist.wait_for_metric("framestream_sink_rows_inserted_total", PROGRESS_FRAMES, 120, table="frames")
@@ -280,8 +314,9 @@ def run_failover(cluster: LocalKafkaCluster, kafka: KafkaSettings, topics: Topic
             assert sent_leaderless > 0, f"the feed sent nothing in the {leaderless_s:.1f}s without a leader"
             mark(f"outage {outage}: new leaders after {leaderless_s:.1f}s ({sent_leaderless} frames sent meanwhile)")
             # The pipeline goes on with a broker down: produce, consume, commit on the other two.
-            persist.wait_for_metric("framestream_sink_rows_inserted_total", stored() + PROGRESS_FRAMES, 120,
-                                    table="frames")  # fmt: skip
+            persist.wait_for_metric(
+                "framestream_sink_rows_inserted_total", stored() + PROGRESS_FRAMES, 120, table="frames"
+            )
             mark(f"outage {outage}: {PROGRESS_FRAMES} more frames stored with a broker down")
             cluster.restart(victim)
             mark(f"outage {outage}: node restarted")
@@ -348,8 +383,10 @@ def check_alerts_topic(kafka: KafkaSettings, topics: TopicNames, wanted: set[str
     ids = Counter(alert.alert_id for alert in alerts)  # consumers deduplicate on alert_id
     missing, unexpected = sorted(wanted - set(ids)), sorted(set(ids) - wanted)
     assert not missing and not unexpected, f"missing {missing[:10]}, unexpected {unexpected[:10]}"
-    print(f"alerts on the topic: {len(alerts)} records, {len(ids)} distinct, "
-          f"{sum(count - 1 for count in ids.values())} resent")  # fmt: skip
+    print(
+        f"alerts on the topic: {len(alerts)} records, {len(ids)} distinct, "
+        f"{sum(count - 1 for count in ids.values())} resent"
+    )
 
 
 def check_clickhouse(store: WorkerStore, delivered: set[str], alerts_wanted: set[str]) -> None:

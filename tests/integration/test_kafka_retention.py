@@ -54,20 +54,30 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     if (reason := kafka_unavailable_reason()) is not None:
         pytest.skip(reason)
     broker_overrides = {"log.retention.check.interval.ms": str(RETENTION_CHECK_MS)}
-    with LocalKafka(tmp_path_factory.mktemp("kafka-retention"), partitions=PARTITIONS,
-                    extra_properties=broker_overrides) as started:  # fmt: skip
+    with LocalKafka(
+        tmp_path_factory.mktemp("kafka-retention"), partitions=PARTITIONS, extra_properties=broker_overrides
+    ) as started:
         yield started
 
 
 @pytest.fixture
 def kafka(broker: LocalKafka) -> KafkaSettings:
     """The frames topic with small segments and a short retention, then the rest as a deployment creates them."""
-    settings = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, profile=BrokerProfile.KAFKA,
-                             topic_prefix=f"t{uuid.uuid4().hex[:12]}.", partitions=PARTITIONS,
-                             retention_ms=3_600_000)  # fmt: skip
+    settings = KafkaSettings(
+        bootstrap_servers=broker.bootstrap_servers,
+        profile=BrokerProfile.KAFKA,
+        topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
+        partitions=PARTITIONS,
+        retention_ms=3_600_000,
+    )
     frames = TopicNames(settings.topic_prefix).frames
-    create_topics(settings.bootstrap_servers, [frames], partitions=PARTITIONS, retention_ms=RETENTION_MS,
-                  extra_config=FRAMES_TOPIC_CONFIG)  # fmt: skip
+    create_topics(
+        settings.bootstrap_servers,
+        [frames],
+        partitions=PARTITIONS,
+        retention_ms=RETENTION_MS,
+        extra_config=FRAMES_TOPIC_CONFIG,
+    )
     create_deployment_topics(settings)  # the frames topic exists: kept as it is
     return settings
 
@@ -81,8 +91,14 @@ def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: 
 
 @pytest.fixture
 def worker(kafka: KafkaSettings, triton_url: str, store: WorkerStore, tmp_path: Path) -> Iterator[WorkerProcess]:
-    env = worker_env(kafka, triton_url=triton_url, data_dir=tmp_path / "data", rules_file=tmp_path / "unused.yaml",
-                     clickhouse_dsn=store.dsn, clickhouse_database=store.database)  # fmt: skip
+    env = worker_env(
+        kafka,
+        triton_url=triton_url,
+        data_dir=tmp_path / "data",
+        rules_file=tmp_path / "unused.yaml",
+        clickhouse_dsn=store.dsn,
+        clickhouse_database=store.database,
+    )
     process = WorkerProcess("detect-persist", "detect,persist", env, tmp_path)
     yield process
     process.kill()
@@ -101,15 +117,28 @@ def test_retention_deletes_old_frame_segments_while_the_pipeline_runs(
     topics = TopicNames(kafka.topic_prefix)
     config = topic_config(kafka.bootstrap_servers, topics.frames)
     assert (config["retention.ms"], config["segment.bytes"], config["segment.ms"], config["cleanup.policy"]) == (
-        str(RETENTION_MS), str(SEGMENT_BYTES), str(SEGMENT_MS), "delete")  # fmt: skip
+        str(RETENTION_MS),
+        str(SEGMENT_BYTES),
+        str(SEGMENT_MS),
+        "delete",
+    )
     worker.start()
     worker.wait_for_metric("framestream_assigned_partitions", PARTITIONS, 90, topic=topics.frames)
 
     def stored() -> float:
         return worker.metric("framestream_sink_rows_inserted_total", table="frames")
 
-    feed = FrameFeed(kafka, topics.frames, CAMERAS, spacing_s=0.5, round_s=ROUND_S, max_rounds=MAX_ROUNDS,
-                     max_backlog=MAX_BACKLOG, stored=stored, client_id="retention-frames")  # fmt: skip
+    feed = FrameFeed(
+        kafka,
+        topics.frames,
+        CAMERAS,
+        spacing_s=0.5,
+        round_s=ROUND_S,
+        max_rounds=MAX_ROUNDS,
+        max_backlog=MAX_BACKLOG,
+        stored=stored,
+        client_id="retention-frames",
+    )
     history: list[tuple[float, dict[int, int], float]] = []  # (seconds, log-start offsets, frames stored)
     began = time.monotonic()
 
@@ -122,16 +151,26 @@ def test_retention_deletes_old_frame_segments_while_the_pipeline_runs(
     feed.start()
     try:
         # The first deletion: a closed segment's newest frame is RETENTION_MS old, plus a check.
-        wait_until(lambda: log_start_moved(dict.fromkeys(range(PARTITIONS), 0)), RETENTION_MS / 1000 + 90,
-                   "retention to delete the first frame segments of every partition", interval_s=1.0)  # fmt: skip
+        wait_until(
+            lambda: log_start_moved(dict.fromkeys(range(PARTITIONS), 0)),
+            RETENTION_MS / 1000 + 90,
+            "retention to delete the first frame segments of every partition",
+            interval_s=1.0,
+        )
         first = history[-1]
         # And it keeps going while the pipeline does: the log start moves again, frames still arrive.
-        wait_until(lambda: log_start_moved(first[1]) and stored() >= first[2] + 4 * len(CAMERAS), 60,
-                   "a second deletion while new frames reach ClickHouse", interval_s=1.0)  # fmt: skip
+        wait_until(
+            lambda: log_start_moved(first[1]) and stored() >= first[2] + 4 * len(CAMERAS),
+            60,
+            "a second deletion while new frames reach ClickHouse",
+            interval_s=1.0,
+        )
     finally:
         undelivered = feed.finish(60)
-        print("log-start offsets (s: {partition: offset}, frames stored): "
-              + "; ".join(f"{at:.0f}s {low} {count:.0f}" for at, low, count in history[-12:]))  # fmt: skip
+        print(
+            "log-start offsets (s: {partition: offset}, frames stored): "
+            + "; ".join(f"{at:.0f}s {low} {count:.0f}" for at, low, count in history[-12:])
+        )
     assert undelivered == 0 and feed.failed == [], f"{undelivered} undelivered, failed: {feed.failed[:5]}"
     assert sorted(feed.delivered) == sorted(feed.produced)
     assert sum(end_offsets(kafka, topics.frames, PARTITIONS).values()) == len(feed.produced)
@@ -142,8 +181,10 @@ def test_retention_deletes_old_frame_segments_while_the_pipeline_runs(
     assert worker.metric("framestream_dead_letters_total") == 0, "dead letters"
     assert worker.metric("framestream_frames_total", outcome="deadletter") == 0
     assert worker.terminate() == 0, worker.log_tail()
-    print(f"{feed.rounds} rounds, {len(feed.produced)} frames; log-start offsets at the end {low}, "
-          f"end offsets {end_offsets(kafka, topics.frames, PARTITIONS)}")  # fmt: skip
+    print(
+        f"{feed.rounds} rounds, {len(feed.produced)} frames; log-start offsets at the end {low}, "
+        f"end offsets {end_offsets(kafka, topics.frames, PARTITIONS)}"
+    )
 
     assert read_topic(kafka, topics.deadletter, PARTITIONS, idle_s=2.0) == []
     client = store.connect()

@@ -69,8 +69,13 @@ def serve(port: int) -> Iterator[MjpegCamera]:
 
 
 def url_source(port: int) -> LiveStreamSource:
-    config = UrlSource(kind="url", url=f"http://127.0.0.1:{port}/stream.mjpg",
-                       reconnect_initial_s=0.1, reconnect_max_s=0.4, timeout_s=5)  # fmt: skip
+    config = UrlSource(
+        kind="url",
+        url=f"http://127.0.0.1:{port}/stream.mjpg",
+        reconnect_initial_s=0.1,
+        reconnect_max_s=0.4,
+        timeout_s=5,
+    )
     return LiveStreamSource(config)
 
 

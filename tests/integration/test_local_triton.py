@@ -20,30 +20,31 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 VENV = REPO / ".venv-triton"
 
-BROKEN_MODEL = '''
+BROKEN_MODEL = """
 class TritonPythonModel:
     def initialize(self, args):
         raise RuntimeError("weights file is corrupt (on purpose, for the test)")
 
     def execute(self, requests):
         return []
-'''
-ECHO_CONFIG = '''
+"""
+ECHO_CONFIG = """
 name: "{name}"
 backend: "python"
 max_batch_size: 4
 input [ {{ name: "IN" data_type: TYPE_FP32 dims: [ 1 ] }} ]
 output [ {{ name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] }} ]
-'''
-ECHO_MODEL = '''
+"""
+ECHO_MODEL = """
 import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:
     def execute(self, requests):
-        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", pb_utils.get_input_tensor_by_name(r, "IN").as_numpy())])
+        return [pb_utils.InferenceResponse(
+                    [pb_utils.Tensor("OUT", pb_utils.get_input_tensor_by_name(r, "IN").as_numpy())])
                 for r in requests]
-'''
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -111,7 +112,6 @@ def test_a_missing_virtualenv_is_a_clear_error(tmp_path: Path) -> None:
         triton.start()
 
 
-
 @pytest.mark.parametrize("which", ["http", "grpc"])
 def test_a_port_taken_after_the_check_is_found_in_the_log(
     tmp_path: Path, occupied_port: int, which: str, monkeypatch: pytest.MonkeyPatch
@@ -120,8 +120,13 @@ def test_a_port_taken_after_the_check_is_found_in_the_log(
     must then read the bind failure from the log rather than time out."""
     monkeypatch.setattr(launcher, "_require_free_port", lambda host, port, name: None)
     ports = {**vars(TritonPorts.free()), which: occupied_port}
-    triton = LocalTriton(model_repository(tmp_path / "models", {"echo": ECHO_MODEL}), VENV, ports=TritonPorts(**ports),
-                         log_file=tmp_path / "triton.log", startup_timeout_s=60)
+    triton = LocalTriton(
+        model_repository(tmp_path / "models", {"echo": ECHO_MODEL}),
+        VENV,
+        ports=TritonPorts(**ports),
+        log_file=tmp_path / "triton.log",
+        startup_timeout_s=60,
+    )
     with pytest.raises(PortInUseError, match="a port is taken") as caught:
         triton.start()
     assert str(occupied_port) in str(caught.value)
@@ -132,7 +137,9 @@ def test_a_failing_network_is_transient_for_the_client(tmp_path: Path) -> None:
     """The detector's BLS call failing (here: its network model does not exist) answers
     UNAVAILABLE, which the client reports as InferenceUnavailable (retry), not a rejection."""
     repository = tmp_path / "models"
-    shutil.copytree(REPO / "triton_models" / "detector", repository / "detector", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "triton_models" / "detector", repository / "detector", ignore=shutil.ignore_patterns("__pycache__")
+    )
     config = repository / "detector" / "config.pbtxt"
     config.write_text(config.read_text().replace('string_value: "nanodet"', 'string_value: "nanodet_gone"'))
 

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.topics import delete_topics
 from framestream.settings import KafkaSettings
 from schemas import Alert, DeadLetter, FrameMeta
-from streams.topics import TopicNames
+from streams.topics import TopicNames, delete_topics
 from tests.integration.workers import (
     FrameProducer,
     WorkerProcess,
@@ -65,9 +64,12 @@ EXPECTED_CLASSES = {
 }
 # Cooldown 60 s over 2 s of frames: each rule fires once per camera, on its first frame.
 EXPECTED_ALERTS = {
-    "person-seen:cam-person:0", "person-seen:cam-kite:0", "dog-seen:cam-person:0", "dog-seen:cam-dog:0",
+    "person-seen:cam-person:0",
+    "person-seen:cam-kite:0",
+    "dog-seen:cam-person:0",
+    "dog-seen:cam-dog:0",
     "crowd:cam-kite:0",
-}  # fmt: skip
+}
 MALFORMED_VALUE = b"headers say this is frame 'x' of no camera"
 UNDECODABLE_VALUE = b"\xff\xd8\xff\xe0 truncated: not a JPEG after all"
 # Written straight to the downstream topics, as a misbehaving producer would.
@@ -101,8 +103,14 @@ def test_known_frames_reach_clickhouse_and_the_alert_topic(
 ) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
-    env = worker_env(kafka_settings, triton_url=triton_url, data_dir=tmp_path / "data", rules_file=rules,
-                     clickhouse_dsn=store.dsn, clickhouse_database=store.database)  # fmt: skip
+    env = worker_env(
+        kafka_settings,
+        triton_url=triton_url,
+        data_dir=tmp_path / "data",
+        rules_file=rules,
+        clickhouse_dsn=store.dsn,
+        clickhouse_database=store.database,
+    )
     worker = WorkerProcess("all-stages", "detect,alert,persist", env, tmp_path).start()
     try:
         frames = push_frames(kafka_settings, topics)
@@ -173,16 +181,21 @@ def check_clickhouse(store: WorkerStore, topics: TopicNames, frames: int) -> Non
         stored_alerts = {row[0] for row in client.query("SELECT alert_id FROM alerts FINAL").result_rows}
         assert stored_alerts == EXPECTED_ALERTS
         letters = client.query(
-            "SELECT stage, error_type, source_topic, original_sha256 FROM dead_letters FINAL").result_rows
-        sha = {value: hashlib.sha256(value).hexdigest() for value in
-               (UNDECODABLE_VALUE, MALFORMED_VALUE, BAD_DETECTIONS_VALUE, BAD_DEAD_LETTER_VALUE)}  # fmt: skip
-        assert sorted(letters) == sorted([
-            ("detect", "InferenceRejected", topics.frames, sha[UNDECODABLE_VALUE]),
-            ("detect", "ValidationError", topics.frames, sha[MALFORMED_VALUE]),
-            ("alert", "ValidationError", topics.detections, sha[BAD_DETECTIONS_VALUE]),
-            ("persist", "ValidationError", topics.detections, sha[BAD_DETECTIONS_VALUE]),
-            # not produced again (that would loop): stored as a dead letter of the dead-letter topic
-            ("persist", "ValidationError", topics.deadletter, sha[BAD_DEAD_LETTER_VALUE]),
-        ])  # fmt: skip
+            "SELECT stage, error_type, source_topic, original_sha256 FROM dead_letters FINAL"
+        ).result_rows
+        sha = {
+            value: hashlib.sha256(value).hexdigest()
+            for value in (UNDECODABLE_VALUE, MALFORMED_VALUE, BAD_DETECTIONS_VALUE, BAD_DEAD_LETTER_VALUE)
+        }
+        assert sorted(letters) == sorted(
+            [
+                ("detect", "InferenceRejected", topics.frames, sha[UNDECODABLE_VALUE]),
+                ("detect", "ValidationError", topics.frames, sha[MALFORMED_VALUE]),
+                ("alert", "ValidationError", topics.detections, sha[BAD_DETECTIONS_VALUE]),
+                ("persist", "ValidationError", topics.detections, sha[BAD_DETECTIONS_VALUE]),
+                # not produced again (that would loop): stored as a dead letter of the dead-letter topic
+                ("persist", "ValidationError", topics.deadletter, sha[BAD_DEAD_LETTER_VALUE]),
+            ]
+        )
     finally:
         client.close()

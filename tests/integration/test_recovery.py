@@ -95,13 +95,20 @@ def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: 
 
 
 @pytest.fixture
-def workers(kafka_settings: KafkaSettings, topics: TopicNames, triton_url: str, store: WorkerStore,
-            tmp_path: Path) -> Iterator[dict[str, WorkerProcess]]:  # fmt: skip
+def workers(
+    kafka_settings: KafkaSettings, topics: TopicNames, triton_url: str, store: WorkerStore, tmp_path: Path
+) -> Iterator[dict[str, WorkerProcess]]:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
-    env = worker_env(kafka_settings, triton_url=triton_url, data_dir=tmp_path / "data", rules_file=rules,
-                     clickhouse_dsn=store.dsn, clickhouse_database=store.database,
-                     FRAMESTREAM_WORKER_DETECT_MAX_BATCH="4")  # fmt: skip
+    env = worker_env(
+        kafka_settings,
+        triton_url=triton_url,
+        data_dir=tmp_path / "data",
+        rules_file=rules,
+        clickhouse_dsn=store.dsn,
+        clickhouse_database=store.database,
+        FRAMESTREAM_WORKER_DETECT_MAX_BATCH="4",
+    )
     processes = {
         name: WorkerProcess(name, stages, env, tmp_path)
         for name, stages in (("detect-a", "detect"), ("detect-b", "detect"), ("alert", "alert"), ("persist", "persist"))
@@ -130,9 +137,12 @@ RESTARTS = [pytest.param(False, id="restarted-in-place")] + [
 
 @pytest.mark.parametrize("moved", RESTARTS)
 def test_killed_workers_lose_nothing_and_count_nothing_twice(
-    moved: bool, workers: dict[str, WorkerProcess], kafka_settings: KafkaSettings, topics: TopicNames,
+    moved: bool,
+    workers: dict[str, WorkerProcess],
+    kafka_settings: KafkaSettings,
+    topics: TopicNames,
     store: WorkerStore,
-) -> None:  # fmt: skip
+) -> None:
     """Restarted in place: the same worker ids, so the alert worker reopens its RocksDB store as the
     crash left it. Moved: the replacements get new worker ids, as on another machine, so the alert
     worker starts with an EMPTY store and rebuilds its cooldowns from the changelog alone, then must
@@ -145,9 +155,14 @@ def test_killed_workers_lose_nothing_and_count_nothing_twice(
     detect_b.start()
     persist.start()
     frames_topic = {"topic": topics.frames}
-    wait_until(lambda: detect_a.metric("framestream_assigned_partitions", **frames_topic) >= 1
-               and detect_b.metric("framestream_assigned_partitions", **frames_topic) >= 1,
-               90, "both detect workers to own frames partitions")  # fmt: skip
+    wait_until(
+        lambda: (
+            detect_a.metric("framestream_assigned_partitions", **frames_topic) >= 1
+            and detect_b.metric("framestream_assigned_partitions", **frames_topic) >= 1
+        ),
+        90,
+        "both detect workers to own frames partitions",
+    )
     assert all_samples((detect_a, detect_b), "framestream_assigned_partitions", **frames_topic) == 4
 
     produce_phase(kafka_settings, topics, 0)
@@ -175,8 +190,10 @@ def test_killed_workers_lose_nothing_and_count_nothing_twice(
         assert process.terminate() == 0, process.log_tail()
 
     detections = read_topic(kafka_settings, topics.detections, kafka_settings.partitions)
-    print(f"detections on the topic: {len(detections)} records for {TOTAL_FRAMES} frames; "
-          f"replayed frames the sink skipped as stored: {skipped:.0f}")  # fmt: skip
+    print(
+        f"detections on the topic: {len(detections)} records for {TOTAL_FRAMES} frames; "
+        f"replayed frames the sink skipped as stored: {skipped:.0f}"
+    )
     assert len(detections) > TOTAL_FRAMES and skipped > 0, "A's uncommitted frames were detected twice"
     check_alerts_topic(kafka_settings, topics)
     check_clickhouse_exactly_once(store)
@@ -237,12 +254,21 @@ def private_triton(tmp_path: Path) -> Iterator["LocalTriton"]:  # noqa: F821
 
 
 def test_detect_waits_out_a_triton_outage_without_skipping_frames(
-    private_triton: "LocalTriton", kafka_settings: KafkaSettings, topics: TopicNames,  # noqa: F821
-    store: WorkerStore, tmp_path: Path,
-) -> None:  # fmt: skip
-    env = worker_env(kafka_settings, triton_url=private_triton.grpc_url, data_dir=tmp_path / "data",
-                     rules_file=tmp_path / "unused.yaml", clickhouse_dsn=store.dsn,
-                     clickhouse_database=store.database, FRAMESTREAM_WORKER_RETRY_MAX_BACKOFF_S="1")  # fmt: skip
+    private_triton: "LocalTriton",  # noqa: F821
+    kafka_settings: KafkaSettings,
+    topics: TopicNames,
+    store: WorkerStore,
+    tmp_path: Path,
+) -> None:
+    env = worker_env(
+        kafka_settings,
+        triton_url=private_triton.grpc_url,
+        data_dir=tmp_path / "data",
+        rules_file=tmp_path / "unused.yaml",
+        clickhouse_dsn=store.dsn,
+        clickhouse_database=store.database,
+        FRAMESTREAM_WORKER_RETRY_MAX_BACKOFF_S="1",
+    )
     detect = WorkerProcess("detect", "detect", env, tmp_path).start()
     producer = FrameProducer(kafka_settings)
     frames = camera_frames(CAMERAS, 4, SPACING_S, start=START)
@@ -271,9 +297,14 @@ def test_detect_waits_out_a_triton_outage_without_skipping_frames(
 def test_sigterm_mid_stream_commits_exactly_what_was_delivered(
     kafka_settings: KafkaSettings, topics: TopicNames, triton_url: str, store: WorkerStore, tmp_path: Path
 ) -> None:
-    env = worker_env(kafka_settings, triton_url=triton_url, data_dir=tmp_path / "data",
-                     rules_file=tmp_path / "unused.yaml", clickhouse_dsn=store.dsn,
-                     clickhouse_database=store.database)  # fmt: skip
+    env = worker_env(
+        kafka_settings,
+        triton_url=triton_url,
+        data_dir=tmp_path / "data",
+        rules_file=tmp_path / "unused.yaml",
+        clickhouse_dsn=store.dsn,
+        clickhouse_database=store.database,
+    )
     detect = WorkerProcess("detect", "detect", env, tmp_path).start()
     producer = FrameProducer(kafka_settings)
     frames = camera_frames(CAMERAS, 15, SPACING_S, start=START)
@@ -286,8 +317,11 @@ def test_sigterm_mid_stream_commits_exactly_what_was_delivered(
 
     detect.start()
     detect.wait_for_metric("framestream_frames_total", 1, 90, stage="detect")
-    wait_until(lambda: records_in(kafka_settings, topics.detections, kafka_settings.partitions) >= len(frames),
-               120, "the rest of the frames")  # fmt: skip
+    wait_until(
+        lambda: records_in(kafka_settings, topics.detections, kafka_settings.partitions) >= len(frames),
+        120,
+        "the rest of the frames",
+    )
     assert detect.terminate() == 0, detect.log_tail()
     records = read_topic(kafka_settings, topics.detections, kafka_settings.partitions)
     event_ids = Counter(FrameDetections.model_validate_json(value).event_id for _, value in records)

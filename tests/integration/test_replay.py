@@ -42,7 +42,10 @@ def messages() -> list[tuple[str, bytes, bytes]]:
     records = []
     for camera in CAMERAS:
         for seq in range(FRAMES_PER_CAMERA):
-            detections = [make_detection("person", 0.9, (10, 10, 50, 90)), make_detection("car", 0.6, (60, 20, 200, 90))]
+            detections = [
+                make_detection("person", 0.9, (10, 10, 50, 90)),
+                make_detection("car", 0.6, (60, 20, 200, 90)),
+            ]
             frame = make_frame_detections(camera, seq, detections[: seq % 3], captured_at=capture_time(seq))
             records.append(("detections", camera.encode(), frame.model_dump_json().encode()))
         alert = make_alert("person-seen", camera, 1, captured_at=capture_time(1))
@@ -87,8 +90,14 @@ def persist_everything(worker: WorkerProcess, at_least: dict[str, int]) -> None:
 def test_replaying_the_same_records_leaves_identical_counts(
     kafka_settings: KafkaSettings, topics: TopicNames, store: WorkerStore, tmp_path: Path
 ) -> None:
-    env = worker_env(kafka_settings, triton_url="", data_dir=tmp_path / "data", rules_file=tmp_path / "unused.yaml",
-                     clickhouse_dsn=store.dsn, clickhouse_database=store.database)  # fmt: skip
+    env = worker_env(
+        kafka_settings,
+        triton_url="",
+        data_dir=tmp_path / "data",
+        rules_file=tmp_path / "unused.yaml",
+        clickhouse_dsn=store.dsn,
+        clickhouse_database=store.database,
+    )
     worker = WorkerProcess("persist", "persist", env, tmp_path)
     frames = len(CAMERAS) * FRAMES_PER_CAMERA
     expected = {"detections": frames, "alerts": len(CAMERAS), "deadletters": 1}
@@ -97,7 +106,12 @@ def test_replaying_the_same_records_leaves_identical_counts(
     persist_everything(worker, expected)
     first = counts(store)
     assert first["frames"] == first["frames_final"] == frames
-    assert first["detections"] == first["detections_final"] == first["per_minute_detections"] == len(CAMERAS) * OBJECTS_PER_CAMERA
+    assert (
+        first["detections"]
+        == first["detections_final"]
+        == first["per_minute_detections"]
+        == len(CAMERAS) * OBJECTS_PER_CAMERA
+    )
     assert first["alerts"] == len(CAMERAS) and first["dead_letters"] == 1
 
     produce(kafka_settings, topics)  # the same records, a second time

@@ -54,8 +54,15 @@ def test_report_on_an_empty_range_says_so_instead_of_failing(clickhouse_client: 
     assert "<b>–</b><span>End-to-end latency p95</span>" in document
 
 
-@pytest.mark.parametrize(("text", "expected"), [("90m", timedelta(minutes=90)), ("24h", timedelta(days=1)),
-                                                ("7d", timedelta(days=7)), ("45s", timedelta(seconds=45))])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90m", timedelta(minutes=90)),
+        ("24h", timedelta(days=1)),
+        ("7d", timedelta(days=7)),
+        ("45s", timedelta(seconds=45)),
+    ],
+)
 def test_since_durations(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
@@ -88,8 +95,14 @@ def test_report_command_end_to_end(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", seed], env=env, cwd=repo, check=True, timeout=120)
     since = f"{(SEEDED.end.now(SEEDED.end.tzinfo) - SEEDED.start).days + 2}d"
     out = tmp_path / "report"
-    done = subprocess.run([sys.executable, "-m", "framestream.cli", "report", "--since", since, "--out", str(out)],
-                          env=env, cwd=repo, capture_output=True, text=True, timeout=180)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "framestream.cli", "report", "--since", since, "--out", str(out)],
+        env=env,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == f"report: {out / 'report.html'}"
     assert len(list(out.glob("*.png"))) == len(PLOTS)

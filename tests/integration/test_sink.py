@@ -189,9 +189,10 @@ def test_connection_refused_is_retried_until_the_database_is_back(
 ) -> None:
     retries_before = metric("framestream_sink_retries_total", "frames")
     sink = ClickHouseSink(
-        flaky_factory(clickhouse_target, clickhouse_client.database, failures=3), clickhouse_client.database,
+        flaky_factory(clickhouse_target, clickhouse_client.database, failures=3),
+        clickhouse_client.database,
         retry=FAST_RETRY,
-    )  # fmt: skip
+    )
     messages = workload(cameras=1, frames=8)
     add_all(sink, messages)
     result = sink.flush()
@@ -233,7 +234,9 @@ def test_an_overloaded_server_is_retried_and_nothing_is_lost_or_doubled(
     assert clickhouse_client.command("SELECT uniqExact(event_id) FROM frames") == 12
 
 
-def test_cancel_stops_the_retries_and_keeps_the_rows(clickhouse_target: ClickHouseTarget, clickhouse_client: Client) -> None:
+def test_cancel_stops_the_retries_and_keeps_the_rows(
+    clickhouse_target: ClickHouseTarget, clickhouse_client: Client
+) -> None:
     sink = ClickHouseSink(flaky_factory(clickhouse_target, "unused", failures=10**6), "unused", retry=FAST_RETRY)
     add_all(sink, [make_alert(frame_seq=seq) for seq in range(3)])
     raised: list[BaseException] = []

@@ -15,9 +15,9 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from framestream.bench.detector import InProcessDetector
-from schemas.coco import COCO_CLASSES
 from processors.decode import probe_size
 from processors.detector import ObjectDetections
+from schemas.coco import COCO_CLASSES
 from streams.inference import DetectorClient, InferenceRejected
 
 pytestmark = pytest.mark.integration
@@ -29,10 +29,22 @@ T = TypeVar("T")
 # Objects read off the photos by eye (not from the model): (accepted classes, rough box x1,y1,x2,y2).
 # NanoDet calls some of the horses in horses.jpg cows; those two are not listed.
 EXPECTED = {
-    "dog.jpg": [({"dog"}, (130, 220, 310, 540)), ({"bicycle"}, (125, 120, 570, 420)), ({"truck", "car"}, (465, 80, 695, 170))],
-    "person.jpg": [({"person"}, (190, 100, 275, 372)), ({"horse"}, (405, 140, 605, 345)), ({"dog"}, (65, 265, 200, 348))],
+    "dog.jpg": [
+        ({"dog"}, (130, 220, 310, 540)),
+        ({"bicycle"}, (125, 120, 570, 420)),
+        ({"truck", "car"}, (465, 80, 695, 170)),
+    ],
+    "person.jpg": [
+        ({"person"}, (190, 100, 275, 372)),
+        ({"horse"}, (405, 140, 605, 345)),
+        ({"dog"}, (65, 265, 200, 348)),
+    ],
     "horses.jpg": [({"horse"}, (5, 195, 320, 405)), ({"horse"}, (0, 185, 150, 275))],
-    "kite.jpg": [({"kite"}, (590, 77, 670, 153)), ({"person"}, (213, 697, 273, 857)), ({"person"}, (113, 605, 166, 763))],
+    "kite.jpg": [
+        ({"kite"}, (590, 77, 670, 153)),
+        ({"person"}, (213, 697, 273, 857)),
+        ({"person"}, (113, 605, 166, 763)),
+    ],
 }
 
 
@@ -58,7 +70,7 @@ def assert_same_detections(a: ObjectDetections, b: ObjectDetections, threshold: 
     """Same classes and boxes within 1 px, scores within 1e-3. A detection may be missing on one
     side only if its score sits within 0.005 of the threshold (float noise may flip it)."""
     unmatched_b = list(range(len(b)))
-    for box, score, class_id in zip(a.boxes, a.scores, a.class_ids):
+    for box, score, class_id in zip(a.boxes, a.scores, a.class_ids, strict=False):
         twins = [j for j in unmatched_b if b.class_ids[j] == class_id and np.abs(b.boxes[j] - box).max() <= 1.0]
         if twins:
             unmatched_b.remove(twins[0])
@@ -88,12 +100,16 @@ def test_expected_objects_are_found_with_plausible_boxes(triton_url: str, name: 
     assert len(detections) >= len(EXPECTED[name])
     assert (detections.boxes[:, 0] >= 0).all() and (detections.boxes[:, 2] <= width).all()
     assert (detections.boxes[:, 1] >= 0).all() and (detections.boxes[:, 3] <= height).all()
-    assert (detections.boxes[:, 2] > detections.boxes[:, 0]).all() and (detections.boxes[:, 3] > detections.boxes[:, 1]).all()
+    assert (detections.boxes[:, 2] > detections.boxes[:, 0]).all() and (
+        detections.boxes[:, 3] > detections.boxes[:, 1]
+    ).all()
     assert (np.diff(detections.scores) <= 0).all() and (detections.scores > 0.35).all()
     names = [COCO_CLASSES[c] for c in detections.class_ids]
     for classes, box in EXPECTED[name]:
-        overlaps = [iou(b, box) for b, n in zip(detections.boxes, names) if n in classes]
-        assert overlaps and max(overlaps) >= 0.5, f"{name}: no {classes} near {box}; got {list(zip(names, detections.boxes.round()))}"
+        overlaps = [iou(b, box) for b, n in zip(detections.boxes, names, strict=False) if n in classes]
+        assert overlaps and max(overlaps) >= 0.5, (
+            f"{name}: no {classes} near {box}; got {list(zip(names, detections.boxes.round(), strict=False))}"
+        )
 
 
 def test_several_horses_in_horses_jpg(triton_url: str) -> None:
@@ -106,14 +122,16 @@ def test_several_horses_in_horses_jpg(triton_url: str) -> None:
 def test_served_results_equal_in_process_onnxruntime(triton_url: str, in_process: InProcessDetector) -> None:
     names = sorted(EXPECTED)
     served = detect_one_by_one(triton_url, [photo(n) for n in names])
-    for name, result in zip(names, served):
+    for name, result in zip(names, served, strict=False):
         assert_same_detections(result, in_process.detect(photo(name)))
 
 
 def test_thresholds_are_request_parameters(triton_url: str, in_process: InProcessDetector) -> None:
     image = photo("dog.jpg")
-    loose, strict = detect_one_by_one(triton_url, [image, image], score_threshold=0.2, iou_threshold=0.3)[0], \
-        detect_one_by_one(triton_url, [image], score_threshold=0.6)[0]
+    loose, strict = (
+        detect_one_by_one(triton_url, [image, image], score_threshold=0.2, iou_threshold=0.3)[0],
+        detect_one_by_one(triton_url, [image], score_threshold=0.6)[0],
+    )
     assert len(strict) < len(loose) and (strict.scores > 0.6).all() and (loose.scores > 0.2).all()
     assert_same_detections(loose, in_process.detect(image, 0.2, 0.3), threshold=0.2)
 
@@ -125,7 +143,7 @@ def test_a_batch_in_one_request_equals_one_by_one(triton_url: str) -> None:
         async with DetectorClient(triton_url) as client:
             return await client.detect_in_one_request(images)
 
-    for batched, alone in zip(run(together()), detect_one_by_one(triton_url, images)):
+    for batched, alone in zip(run(together()), detect_one_by_one(triton_url, images), strict=False):
         assert_same_detections(batched, alone)
 
 
@@ -159,7 +177,7 @@ def test_concurrent_requests_are_batched_and_equal_one_by_one(triton_url: str) -
     results, inferences, executions = run(concurrently())
     assert inferences == len(images)
     assert executions < inferences, "dynamic batching never put two requests in one execution"
-    for together, alone in zip(results, detect_one_by_one(triton_url, images)):
+    for together, alone in zip(results, detect_one_by_one(triton_url, images), strict=False):
         assert isinstance(together, ObjectDetections)
         assert_same_detections(together, alone)
 
@@ -179,7 +197,17 @@ def test_bad_input_is_rejected_per_request_and_the_rest_succeeds(triton_url: str
     bad = bad_inputs()
     tiny = cv2.imencode(".png", np.full((1, 1, 3), 127, np.uint8))[1].tobytes()
     good = [photo(n) for n in sorted(EXPECTED)]
-    mixed = [good[0], bad["empty"], good[1], bad["truncated jpeg"], tiny, bad["text"], good[2], bad["10000x10000 jpeg"], good[3]]
+    mixed = [
+        good[0],
+        bad["empty"],
+        good[1],
+        bad["truncated jpeg"],
+        tiny,
+        bad["text"],
+        good[2],
+        bad["10000x10000 jpeg"],
+        good[3],
+    ]
 
     async def send() -> list[ObjectDetections | InferenceRejected]:
         async with DetectorClient(triton_url, max_in_flight=len(mixed)) as client:
@@ -196,7 +224,7 @@ def test_bad_input_is_rejected_per_request_and_the_rest_succeeds(triton_url: str
         assert isinstance(results[index], InferenceRejected) and fragment in str(results[index])
     assert isinstance(results[4], ObjectDetections)  # 1x1: a valid image, nothing in it to find
     expected_good = detect_one_by_one(triton_url, good)
-    for result, alone in zip([results[0], results[2], results[6], results[8]], expected_good):
+    for result, alone in zip([results[0], results[2], results[6], results[8]], expected_good, strict=False):
         assert isinstance(result, ObjectDetections)
         assert_same_detections(result, alone)
     assert len(detect_one_by_one(triton_url, [good[0]])[0]) > 0  # still alive and serving
@@ -213,7 +241,10 @@ def test_one_bad_row_rejects_only_its_own_request(triton_url: str) -> None:
 
 @pytest.mark.parametrize(
     ("parameters", "message"),
-    [({"score_threshold": "high"}, "score_threshold must be a number"), ({"iou_threshold": 2.0}, "iou_threshold must be within")],
+    [
+        ({"score_threshold": "high"}, "score_threshold must be a number"),
+        ({"iou_threshold": 2.0}, "iou_threshold must be within"),
+    ],
 )
 def test_bad_parameters_are_invalid_argument(triton_url: str, parameters: dict[str, object], message: str) -> None:
     async def send() -> None:

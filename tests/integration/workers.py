@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -60,9 +60,13 @@ class WorkerProcess:
     def start(self, **extra_env: str) -> WorkerProcess:
         """Start the worker; ``extra_env`` adds settings for this start only."""
         self.starts += 1
-        self.child = ChildWorker(["--stages", self.stages], worker_id=self.worker_id or self.name,
-                                 metrics_port=self.metrics_port, log_path=self.log_path,
-                                 env=self.env | extra_env).start()  # fmt: skip
+        self.child = ChildWorker(
+            ["--stages", self.stages],
+            worker_id=self.worker_id or self.name,
+            metrics_port=self.metrics_port,
+            log_path=self.log_path,
+            env=self.env | extra_env,
+        ).start()
         wait_until(lambda: self._metrics_text() is not None or not self.alive, 60, f"{self.name}'s metrics endpoint")
         assert self.alive, f"{self.name} exited at start:\n{self.log_tail()}"
         return self
@@ -100,27 +104,37 @@ class WorkerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def worker_env(kafka: KafkaSettings, *, triton_url: str, data_dir: Path, rules_file: Path,
-               clickhouse_dsn: str, clickhouse_database: str, **extra: str) -> dict[str, str]:  # fmt: skip
+def worker_env(
+    kafka: KafkaSettings,
+    *,
+    triton_url: str,
+    data_dir: Path,
+    rules_file: Path,
+    clickhouse_dsn: str,
+    clickhouse_database: str,
+    **extra: str,
+) -> dict[str, str]:
     """The environment a worker reads its settings from (nothing else: no FRAMESTREAM_* leaks in)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("FRAMESTREAM_")}
-    env.update({
-        "FRAMESTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "FRAMESTREAM_KAFKA_PROFILE": kafka.profile.value,
-        "FRAMESTREAM_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
-        "FRAMESTREAM_KAFKA_PARTITIONS": str(kafka.partitions),
-        "FRAMESTREAM_KAFKA_REPLICATION_FACTOR": str(kafka.replication_factor),
-        "FRAMESTREAM_KAFKA_RETENTION_MS": str(kafka.retention_ms),
-        "FRAMESTREAM_TRITON_URL": triton_url,
-        "FRAMESTREAM_DATA_DIR": str(data_dir),
-        "FRAMESTREAM_RULES_FILE": str(rules_file),
-        "FRAMESTREAM_CLICKHOUSE_DSN": clickhouse_dsn,
-        "FRAMESTREAM_CLICKHOUSE_DATABASE": clickhouse_database,
-        "FRAMESTREAM_CLICKHOUSE_TTL_DAYS": "3650",
-        "FRAMESTREAM_WORKER_LAG_INTERVAL_S": "1",
-        "FRAMESTREAM_WORKER_SHUTDOWN_TIMEOUT_S": "30",
-        "PYTHONUNBUFFERED": "1",
-    })  # fmt: skip
+    env.update(
+        {
+            "FRAMESTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "FRAMESTREAM_KAFKA_PROFILE": kafka.profile.value,
+            "FRAMESTREAM_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+            "FRAMESTREAM_KAFKA_PARTITIONS": str(kafka.partitions),
+            "FRAMESTREAM_KAFKA_REPLICATION_FACTOR": str(kafka.replication_factor),
+            "FRAMESTREAM_KAFKA_RETENTION_MS": str(kafka.retention_ms),
+            "FRAMESTREAM_TRITON_URL": triton_url,
+            "FRAMESTREAM_DATA_DIR": str(data_dir),
+            "FRAMESTREAM_RULES_FILE": str(rules_file),
+            "FRAMESTREAM_CLICKHOUSE_DSN": clickhouse_dsn,
+            "FRAMESTREAM_CLICKHOUSE_DATABASE": clickhouse_database,
+            "FRAMESTREAM_CLICKHOUSE_TTL_DAYS": "3650",
+            "FRAMESTREAM_WORKER_LAG_INTERVAL_S": "1",
+            "FRAMESTREAM_WORKER_SHUTDOWN_TIMEOUT_S": "30",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra)
     return env
 
@@ -152,7 +166,7 @@ def camera_frames(
     cameras: dict[str, str], per_camera: int, spacing_s: float, start: datetime | None = None
 ) -> list[Frame]:
     """``per_camera`` frames of each camera (camera id -> photo), captured ``spacing_s`` apart, interleaved."""
-    start = start or datetime.now(timezone.utc).replace(microsecond=0)
+    start = start or datetime.now(UTC).replace(microsecond=0)
     return [
         Frame(camera, seq, start + timedelta(seconds=seq * spacing_s), photo)
         for seq in range(per_camera)
@@ -171,12 +185,23 @@ class FrameProducer:
         if frame.photo not in self._photos:
             self._photos[frame.photo] = photo_bytes(frame.photo)
         data, width, height = self._photos[frame.photo]
-        meta = FrameMeta(camera_id=frame.camera_id, frame_seq=frame.frame_seq, captured_at=frame.captured_at,
-                         width=width, height=height)  # fmt: skip
+        meta = FrameMeta(
+            camera_id=frame.camera_id,
+            frame_seq=frame.frame_seq,
+            captured_at=frame.captured_at,
+            width=width,
+            height=height,
+        )
         self.raw(topic, frame.camera_id.encode(), data, meta.to_headers(), partition)
 
-    def raw(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]],
-            partition: int | None = None) -> None:  # fmt: skip
+    def raw(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        partition: int | None = None,
+    ) -> None:
         extra = {} if partition is None else {"partition": partition}
         self.producer.produce(topic, key=key, value=value, headers=headers, **extra)
         self.producer.poll(0)
@@ -195,9 +220,20 @@ class FrameFeed(threading.Thread):
     slow machine gets a stream it can keep up with rather than a backlog that only adds minutes.
     Only whole rounds are sent: every camera ends with ``rounds`` frames, sequence 0..rounds-1."""
 
-    def __init__(self, kafka: KafkaSettings, topic: str, cameras: dict[str, str], *, spacing_s: float,
-                 round_s: float, max_rounds: int, max_backlog: int, stored: Callable[[], float],
-                 start: datetime | None = None, client_id: str = "test-feed") -> None:  # fmt: skip
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topic: str,
+        cameras: dict[str, str],
+        *,
+        spacing_s: float,
+        round_s: float,
+        max_rounds: int,
+        max_backlog: int,
+        stored: Callable[[], float],
+        start: datetime | None = None,
+        client_id: str = "test-feed",
+    ) -> None:
         super().__init__(name="frame-feed", daemon=True)
         self.topic = topic
         self.cameras = dict(cameras)
@@ -227,8 +263,9 @@ class FrameFeed(threading.Thread):
                 next_round += self.round_s
                 self._stop_requested.wait(max(0.0, next_round - time.monotonic()))
                 self.producer.poll(0)
-                while (self._held.is_set() or len(self.produced) - self.stored() > self.max_backlog) \
-                        and not self._stop_requested.is_set():  # fmt: skip
+                while (
+                    self._held.is_set() or len(self.produced) - self.stored() > self.max_backlog
+                ) and not self._stop_requested.is_set():
                     self._stop_requested.wait(0.2)
                     self.producer.poll(0)
                 next_round = max(next_round, time.monotonic())
@@ -241,9 +278,14 @@ class FrameFeed(threading.Thread):
         meta = FrameMeta(camera_id=camera, frame_seq=seq, captured_at=captured_at, width=width, height=height)
         while True:
             try:
-                self.producer.produce(self.topic, key=camera.encode(), value=data, headers=meta.to_headers(),
-                                      partition=partition,
-                                      on_delivery=partial(self._on_delivery, meta.frame_id))  # fmt: skip
+                self.producer.produce(
+                    self.topic,
+                    key=camera.encode(),
+                    value=data,
+                    headers=meta.to_headers(),
+                    partition=partition,
+                    on_delivery=partial(self._on_delivery, meta.frame_id),
+                )
                 break
             except BufferError:  # the bounded queue is full (a broker away): wait, never drop
                 self.producer.poll(0.5)
@@ -288,7 +330,8 @@ def read_topic(
 ) -> list[tuple[bytes | None, bytes]]:
     """Every record of ``topic`` (key, value) from the start of each partition, until none came for ``idle_s``.
 
-    Not bounded by high watermarks: Tansu's are too low after multi-record batches (streams/kafka_config.py, quirk 1)."""
+    Not bounded by high watermarks: Tansu's are too low after multi-record batches
+    (streams/kafka_config.py, quirk 1)."""
     consumer = Consumer(consumer_config(kafka, group_id=f"test-reader-{time.monotonic_ns()}"))
     try:
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])

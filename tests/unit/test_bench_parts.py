@@ -61,8 +61,9 @@ def test_frames_saved_for_the_feeder_load_back_with_their_size(tmp_path: Path) -
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux /proc")
 def test_cpu_of_a_child_counts_its_own_children() -> None:
-    burn = ("import time\ntime.sleep(1)\nt = time.process_time()\n"
-            "while time.process_time() - t < 0.5: pass\ntime.sleep(30)")
+    burn = (
+        "import time\ntime.sleep(1)\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\ntime.sleep(30)"
+    )
     spawn = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {burn!r}]); time.sleep(30)"
     child = subprocess.Popen([sys.executable, "-c", spawn])
     try:
@@ -96,23 +97,36 @@ framestream_stage_latency_seconds_sum{stage="persist",step="flush"} 0.1
 
 def test_histogram_means_cover_only_the_window() -> None:
     before, after = breakdown.parse_metrics(METRICS_BEFORE), breakdown.parse_metrics(METRICS_AFTER)
-    assert breakdown.histogram_mean_ms(before, after, "framestream_stage_latency_seconds",
-                                       stage="detect", step="publish") == pytest.approx(100.0)  # fmt: skip
+    assert breakdown.histogram_mean_ms(
+        before, after, "framestream_stage_latency_seconds", stage="detect", step="publish"
+    ) == pytest.approx(100.0)
     assert breakdown.histogram_mean_ms(before, after, "framestream_stage_latency_seconds", step="flush") is None
     assert breakdown.parse_metrics(None) == {}
 
 
 def test_triton_statistics_per_request_and_the_steps_of_a_frame() -> None:
     earlier = breakdown.TritonModelStats(requests=10, executions=5, inferences=10, queue_ns=10**7, compute_ns=10**8)
-    later = breakdown.TritonModelStats(requests=30, executions=10, inferences=50, queue_ns=5 * 10**7,
-                                       compute_ns=3 * 10**8)  # fmt: skip
+    later = breakdown.TritonModelStats(
+        requests=30, executions=10, inferences=50, queue_ns=5 * 10**7, compute_ns=3 * 10**8
+    )
     window = later.minus(earlier)
     assert (window.queue_ms, window.compute_ms, window.batch_size) == (2.0, 10.0, 8.0)
     assert breakdown.TritonModelStats(0, 0, 0, 0, 0).queue_ms is None
-    times = breakdown.FrameTimes(frames=40, ingest_ms=0.1, queue_ms=20.0, batch_wait_ms=5.0, triton_ms=15.0,
-                                 detected_ms=45.0, stored_ms=300.0, stored_p50_ms=280.0, stored_p95_ms=400.0,
-                                 detected_p95_ms=60.0, triton_p95_ms=20.0, detected_p50_ms=44.0,
-                                 last_stored_at=0.0)  # fmt: skip
+    times = breakdown.FrameTimes(
+        frames=40,
+        ingest_ms=0.1,
+        queue_ms=20.0,
+        batch_wait_ms=5.0,
+        triton_ms=15.0,
+        detected_ms=45.0,
+        stored_ms=300.0,
+        stored_p50_ms=280.0,
+        stored_p95_ms=400.0,
+        detected_p95_ms=60.0,
+        triton_p95_ms=20.0,
+        detected_p50_ms=44.0,
+        last_stored_at=0.0,
+    )
     steps = dict(breakdown.steps(times, breakdown.WindowTimes(3.0, 4.0, 30.0, 25.0, {"detector": window})))
     assert steps["gRPC + client (Triton round trip - server)"] == pytest.approx(3.0)
     assert steps["persist: consume + wait for flush"] == pytest.approx(300.0 - 45.0 - 4.0 - 25.0)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.config_files import ConfigFileError
 from framestream.settings import REPO_ROOT
+from streams.config_files import ConfigFileError
 from streams.ingest.cameras import FileSource, FolderSource, SyntheticSource, UrlSource, UsbSource, load_cameras
 
 GOOD = """

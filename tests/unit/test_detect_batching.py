@@ -54,9 +54,17 @@ def stage(rows_per_request: int, client: FakeDetector) -> DetectStage:
 
 
 def frame_event(image: bytes, seq: int) -> SimpleNamespace:
-    message = SimpleNamespace(topic="vision.frames.v1", partition=0, offset=seq, key=b"cam-1", value=image,
-                              headers=make_frame_meta("cam-1", seq).to_headers(), timestamp=None, time_in=None,
-                              tp=TP("vision.frames.v1", 0))  # fmt: skip
+    message = SimpleNamespace(
+        topic="vision.frames.v1",
+        partition=0,
+        offset=seq,
+        key=b"cam-1",
+        value=image,
+        headers=make_frame_meta("cam-1", seq).to_headers(),
+        timestamp=None,
+        time_in=None,
+        tp=TP("vision.frames.v1", 0),
+    )
     return SimpleNamespace(message=message)
 
 

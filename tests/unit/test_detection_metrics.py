@@ -34,8 +34,15 @@ def synthetic_set(seed: int = 0, images: int = 12) -> LabelSet:
         for _ in range(int(rng.integers(1, 6))):
             x1, y1 = rng.uniform(0, 400, 2)
             w, h = rng.uniform(20, 200, 2)
-            boxes.append({"label": str(rng.choice(CLASSES)), "x1": x1, "y1": y1,
-                          "x2": min(x1 + w, 640.0), "y2": min(y1 + h, 480.0)})  # fmt: skip
+            boxes.append(
+                {
+                    "label": str(rng.choice(CLASSES)),
+                    "x1": x1,
+                    "y1": y1,
+                    "x2": min(x1 + w, 640.0),
+                    "y2": min(y1 + h, 480.0),
+                }
+            )
         rows.append({"image": f"img{index}.jpg", "width": 640, "height": 480, "boxes": boxes})
     return LabelSet(classes=CLASSES, images=tuple(rows))
 
@@ -43,10 +50,19 @@ def synthetic_set(seed: int = 0, images: int = 12) -> LabelSet:
 def as_predictions(labels: LabelSet, shift: float = 0.0, score: float = 0.9) -> list[list[ScoredBox]]:
     """Each ground-truth box as a detection, moved right and down by ``shift`` times its size."""
     return [
-        [ScoredBox(b.label, score, b.x1 + shift * (b.x2 - b.x1), b.y1 + shift * (b.y2 - b.y1),
-                   b.x2 + shift * (b.x2 - b.x1), b.y2 + shift * (b.y2 - b.y1)) for b in image.boxes]
+        [
+            ScoredBox(
+                b.label,
+                score,
+                b.x1 + shift * (b.x2 - b.x1),
+                b.y1 + shift * (b.y2 - b.y1),
+                b.x2 + shift * (b.x2 - b.x1),
+                b.y2 + shift * (b.y2 - b.y1),
+            )
+            for b in image.boxes
+        ]
         for image in labels.images
-    ]  # fmt: skip
+    ]
 
 
 def test_ground_truth_against_itself_scores_one() -> None:
@@ -77,8 +93,10 @@ def test_scores_below_the_threshold_do_not_count_for_precision_and_recall() -> N
 
 def test_a_class_taken_for_another_shows_in_the_confusion() -> None:
     labels = synthetic_set()
-    predictions = [[ScoredBox("cow" if b.label == "dog" else b.label, b.score, b.x1, b.y1, b.x2, b.y2) for b in boxes]
-                   for boxes in as_predictions(labels)]  # fmt: skip
+    predictions = [
+        [ScoredBox("cow" if b.label == "dog" else b.label, b.score, b.x1, b.y1, b.x2, b.y2) for b in boxes]
+        for boxes in as_predictions(labels)
+    ]
     result = evaluate(labels, predictions, score_threshold=0.35)
     names = list(result.confusion_labels)
     assert names[-1] == BACKGROUND and "cow" in names
@@ -89,12 +107,19 @@ def test_a_class_taken_for_another_shows_in_the_confusion() -> None:
 
 
 @pytest.mark.parametrize(("seed", "shift", "drop"), [(1, 0.1, 0.0), (2, 0.2, 0.3), (3, 0.05, 0.5)])
-def test_numbers_match_pycocotools_run_directly_on_the_files(seed: int, shift: float, drop: float,
-                                                             tmp_path: Path) -> None:  # fmt: skip
+def test_numbers_match_pycocotools_run_directly_on_the_files(
+    seed: int, shift: float, drop: float, tmp_path: Path
+) -> None:
     labels = synthetic_set(seed)
     rng = np.random.default_rng(seed)
-    predictions = [[ScoredBox(b.label, float(rng.uniform(0.05, 1.0)), b.x1, b.y1, b.x2, b.y2)
-                    for b in boxes if rng.uniform() >= drop] for boxes in as_predictions(labels, shift)]  # fmt: skip
+    predictions = [
+        [
+            ScoredBox(b.label, float(rng.uniform(0.05, 1.0)), b.x1, b.y1, b.x2, b.y2)
+            for b in boxes
+            if rng.uniform() >= drop
+        ]
+        for boxes in as_predictions(labels, shift)
+    ]
     ours = evaluate(labels, predictions, score_threshold=0.35)
 
     (tmp_path / "gt.json").write_text(json.dumps(coco_ground_truth(labels, CLASSES)))

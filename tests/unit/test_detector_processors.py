@@ -31,7 +31,9 @@ def png_of(width: int, height: int, blue: int = 90) -> bytes:
     return cv2.imencode(".png", image)[1].tobytes()
 
 
-def heads_with_object(class_id: int, score: float = 0.9, cell: int = 13, half_size_bins: int = 2) -> dict[str, np.ndarray]:
+def heads_with_object(
+    class_id: int, score: float = 0.9, cell: int = 13, half_size_bins: int = 2
+) -> dict[str, np.ndarray]:
     """One image's heads with a single object at stride-16 cell (cell, cell): the canvas box is
     centre (cell + 0.5) * 16 -/+ half_size_bins * 16."""
     heads = {}
@@ -121,7 +123,9 @@ def test_postprocess_drops_boxes_entirely_in_the_padding() -> None:
 
 
 def test_detect_batch_batches_good_images_and_keeps_errors_in_place() -> None:
-    images = [png_of(640, 480, blue=b) for b in (0, 40, 80)] + [b"junk"] + [png_of(300, 500, blue=b) for b in (120, 160)]
+    images = (
+        [png_of(640, 480, blue=b) for b in (0, 40, 80)] + [b"junk"] + [png_of(300, 500, blue=b) for b in (120, 160)]
+    )
     network = ColourCodedNetwork()
     results = detect_batch(images, network, [Thresholds()] * len(images), max_batch=2)
     assert network.batch_sizes == [2, 2, 1]
@@ -149,8 +153,11 @@ def random_detections(count: int, seed: int = 0) -> ObjectDetections:
     rng = np.random.default_rng(seed)
     corner = rng.uniform(0, 500, (count, 2)).astype(np.float32)
     boxes = np.concatenate([corner, corner + 10], axis=1)
-    return ObjectDetections(boxes, np.sort(rng.uniform(0, 1, count).astype(np.float32))[::-1].copy(),
-                            rng.integers(0, 80, count).astype(np.int32))
+    return ObjectDetections(
+        boxes,
+        np.sort(rng.uniform(0, 1, count).astype(np.float32))[::-1].copy(),
+        rng.integers(0, 80, count).astype(np.int32),
+    )
 
 
 @pytest.mark.parametrize("count", [0, 1, 37, 100])
@@ -158,7 +165,9 @@ def test_padding_round_trips(count: int) -> None:
     detections = random_detections(count)
     padded = pad_detections(detections)
     assert padded["NUM_DETECTIONS"].tolist() == [count]
-    assert padded["BOXES"].shape == (100, 4) and padded["SCORES"].shape == (100,) and padded["CLASS_IDS"].shape == (100,)
+    assert (
+        padded["BOXES"].shape == (100, 4) and padded["SCORES"].shape == (100,) and padded["CLASS_IDS"].shape == (100,)
+    )
     assert (padded["CLASS_IDS"][count:] == -1).all() and (padded["BOXES"][count:] == 0).all()
     back = unpad_detections(count, padded["BOXES"], padded["SCORES"], padded["CLASS_IDS"])
     for name in ("boxes", "scores", "class_ids"):

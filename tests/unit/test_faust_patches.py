@@ -95,8 +95,10 @@ def test_patched_private_parts_still_have_the_shapes_the_patches_expect() -> Non
     for name in ("perform_seek", "resume_partitions", "resume_flow", "_drain_messages", "_wait_next_records"):
         assert callable(getattr(FaustConsumer, name)), name
     assert list(inspect.signature(aiokafka_driver.Consumer._getmany).parameters) == [
-        "self", "active_partitions", "timeout"
-    ]  # fmt: skip
+        "self",
+        "active_partitions",
+        "timeout",
+    ]
     assert "_recovery" in faust.tables.TableManager.__annotations__
     assert isinstance(inspect.getattr_static(faust.tables.TableManager, "recovery"), property)
     thread = aiokafka_driver.AIOKafkaConsumerThread
@@ -117,8 +119,9 @@ def test_the_unpatched_faust_still_resumes_before_it_seeks() -> None:
 def test_source_partitions_leave_out_the_changelogs() -> None:
     tps = {TP("detections", 0), TP("detections", 1), TP("cooldowns-changelog", 0)}
     assert source_partitions(tps, lambda tp: tp.topic.endswith("-changelog")) == {
-        TP("detections", 0), TP("detections", 1)
-    }  # fmt: skip
+        TP("detections", 0),
+        TP("detections", 1),
+    }
 
 
 def test_the_unpatched_faust_still_fetches_with_its_live_set_which_aiokafka_reads_empty_as_all() -> None:
@@ -220,15 +223,25 @@ def recovery_with(recorder: Recorder) -> SeekFirstRecovery:
     """A SeekFirstRecovery wired to stand-ins, without starting a faust app."""
     recovery = SeekFirstRecovery.__new__(SeekFirstRecovery)
     app = SimpleNamespace(
-        consumer=recorder, flow_control=recorder, _fetcher=recorder, consumer_generation_id=7,
-        on_rebalance_complete=SimpleNamespace(send=_noop), on_rebalance_end=lambda: None,
+        consumer=recorder,
+        flow_control=recorder,
+        _fetcher=recorder,
+        consumer_generation_id=7,
+        on_rebalance_complete=SimpleNamespace(send=_noop),
+        on_rebalance_end=lambda: None,
         assignor=SimpleNamespace(assigned_standbys=lambda: set()),
         conf=SimpleNamespace(broker_request_timeout=5.0),
-    )  # fmt: skip
+    )
     tables = SimpleNamespace(values=lambda: [], on_actives_ready=lambda: None, on_standbys_ready=lambda: None)
     log = SimpleNamespace(info=lambda *a: None, dev=lambda *a: None, warning=lambda *a: None)
-    vars(recovery).update(app=app, tables=tables, completed=asyncio.Event(), _set_recovery_ended=lambda: None,
-                          _is_changelog_tp=lambda tp: tp.topic.endswith("-changelog"), log=log)  # fmt: skip
+    vars(recovery).update(
+        app=app,
+        tables=tables,
+        completed=asyncio.Event(),
+        _set_recovery_ended=lambda: None,
+        _is_changelog_tp=lambda tp: tp.topic.endswith("-changelog"),
+        log=log,
+    )
 
     async def wait(coro: Any, timeout: float | None = None) -> None:
         await coro
@@ -300,6 +313,7 @@ def test_worker_arms_the_deadline_on_the_first_stop_signal_only(monkeypatch: pyt
 
 def test_worker_has_no_spinner() -> None:
     app = faust.App("test-worker", broker="kafka://127.0.0.1:1")
-    worker = faust_patches.Worker(app, on_stop_signal=lambda: None, quiet=True, redirect_stdouts=False,
-                                  override_logging=False)  # fmt: skip
+    worker = faust_patches.Worker(
+        app, on_stop_signal=lambda: None, quiet=True, redirect_stdouts=False, override_logging=False
+    )
     assert worker.spinner is None

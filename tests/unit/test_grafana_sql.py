@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from framestream.grafana_sql import TimeRange, expand, expand_macros, expand_variables, format_values, load_dashboards
 
-START = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)  # 1735732800
+START = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)  # 1735732800
 RANGE = TimeRange(START, START + timedelta(hours=1, milliseconds=500))  # to: 1735736400.5
 
 
@@ -18,20 +18,30 @@ RANGE = TimeRange(START, START + timedelta(hours=1, milliseconds=500))  # to: 17
     ("sql", "expanded"),
     [
         ("$__timeFilter(ts)", "ts >= toDateTime(1735732800) AND ts <= toDateTime(1735736400)"),
-        ("$__timeFilter_ms(ts)",
-         "ts >= fromUnixTimestamp64Milli(1735732800000) AND ts <= fromUnixTimestamp64Milli(1735736400500)"),
+        (
+            "$__timeFilter_ms(ts)",
+            "ts >= fromUnixTimestamp64Milli(1735732800000) AND ts <= fromUnixTimestamp64Milli(1735736400500)",
+        ),
         ("$__fromTime AND $__toTime", "toDateTime(1735732800) AND toDateTime(1735736400)"),
-        ("$__fromTime_ms, $__toTime_ms", "fromUnixTimestamp64Milli(1735732800000), fromUnixTimestamp64Milli(1735736400500)"),
+        (
+            "$__fromTime_ms, $__toTime_ms",
+            "fromUnixTimestamp64Milli(1735732800000), fromUnixTimestamp64Milli(1735736400500)",
+        ),
         ("$__dateFilter(d)", "d >= toDate('2025-01-01') AND d <= toDate('2025-01-01')"),
-        ("$__dt(d, t)",
-         "(d >= toDate('2025-01-01') AND d <= toDate('2025-01-01')) AND "
-         "(t >= toDateTime(1735732800) AND t <= toDateTime(1735736400))"),
+        (
+            "$__dt(d, t)",
+            "(d >= toDate('2025-01-01') AND d <= toDate('2025-01-01')) AND "
+            "(t >= toDateTime(1735732800) AND t <= toDateTime(1735736400))",
+        ),
         ("$__timeInterval(ts)", "toStartOfInterval(toDateTime(ts), INTERVAL 30 second)"),
-        ("$__timeInterval(toStartOfMinute(ts))", "toStartOfInterval(toDateTime(toStartOfMinute(ts)), INTERVAL 30 second)"),
+        (
+            "$__timeInterval(toStartOfMinute(ts))",
+            "toStartOfInterval(toDateTime(toStartOfMinute(ts)), INTERVAL 30 second)",
+        ),
         ("x / $__interval_s", "x / 30"),
         ("SELECT '$' AS dollar", "SELECT '$' AS dollar"),
     ],
-)  # fmt: skip
+)
 def test_macros_expand_as_the_plugin_does(sql: str, expanded: str) -> None:
     assert expand_macros(sql, RANGE, 30) == expanded
 
@@ -97,8 +107,11 @@ def test_time_range_must_be_ordered_and_aware() -> None:
 def test_dashboards_load_with_one_sql_target_per_panel_on_the_pinned_datasource() -> None:
     dashboards = load_dashboards()
     assert set(dashboards) == {
-        "framestream-operations", "framestream-detections", "framestream-alerts", "framestream-model-health",
-    }  # fmt: skip
+        "framestream-operations",
+        "framestream-detections",
+        "framestream-alerts",
+        "framestream-model-health",
+    }
     for dashboard in dashboards.values():
         document = json.loads(Path(dashboard.path).read_text())
         assert {variable.name for variable in dashboard.variables} >= {"camera"}
@@ -111,6 +124,8 @@ def test_dashboards_load_with_one_sql_target_per_panel_on_the_pinned_datasource(
 
 
 def test_a_panel_without_a_sql_target_is_an_error(tmp_path: Path) -> None:
-    (tmp_path / "broken.json").write_text(json.dumps({"uid": "x", "title": "x", "panels": [{"type": "stat", "title": "t"}]}))
+    (tmp_path / "broken.json").write_text(
+        json.dumps({"uid": "x", "title": "x", "panels": [{"type": "stat", "title": "t"}]})
+    )
     with pytest.raises(ValueError, match="needs exactly one target with rawSql"):
         load_dashboards(tmp_path)

@@ -6,10 +6,9 @@ show on a small made-up tree that a broken layer and a cycle are caught.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import subprocess
 import sys
+from pathlib import Path
 
 import grimp
 import pytest
@@ -57,9 +56,13 @@ def import_cycles(*packages: str) -> list[list[str]]:
 def lint_imports(config: Path, cwd: Path) -> tuple[int, str]:
     """import-linter's exit status and report. In a subprocess: it reconfigures logging, which would
     silence every logger of the tests that run after it in this process."""
-    command = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; "
-               "sys.argv = ['lint-imports', '--config', sys.argv[1], '--no-cache']; lint_imports_command()",
-               str(config)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from importlinter.cli import lint_imports_command; "
+        "sys.argv = ['lint-imports', '--config', sys.argv[1], '--no-cache']; lint_imports_command()",
+        str(config),
+    ]
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     return result.returncode, result.stdout + result.stderr
 
@@ -83,15 +86,18 @@ def test_no_module_imports_itself_through_others() -> None:
 @pytest.fixture
 def made_up_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Two layers, ``upper`` over ``lower``, where ``lower.b`` wrongly imports ``upper.a``."""
-    write_tree(tmp_path, {
-        "upper/__init__.py": "",
-        "upper/a.py": "import lower.b\n",
-        "lower/__init__.py": "",
-        "lower/b.py": "import upper.a\n",
-        "contracts.toml": '[tool.importlinter]\nroot_packages = ["upper", "lower"]\n\n'
-                          '[[tool.importlinter.contracts]]\nname = "upper over lower"\ntype = "layers"\n'
-                          'layers = ["upper", "lower"]\n',
-    })  # fmt: skip
+    write_tree(
+        tmp_path,
+        {
+            "upper/__init__.py": "",
+            "upper/a.py": "import lower.b\n",
+            "lower/__init__.py": "",
+            "lower/b.py": "import upper.a\n",
+            "contracts.toml": '[tool.importlinter]\nroot_packages = ["upper", "lower"]\n\n'
+            '[[tool.importlinter.contracts]]\nname = "upper over lower"\ntype = "layers"\n'
+            'layers = ["upper", "lower"]\n',
+        },
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     return tmp_path
 

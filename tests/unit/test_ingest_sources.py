@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -88,12 +88,13 @@ def test_folder_source_reads_images_in_name_order_and_reports_undecodable_files(
     (folder / "notes.txt").write_text("not an image, ignored")
     rejected: list[tuple[str, bytes, str]] = []
     source = ImageFolderSource(
-        FolderSource(kind="folder", path=folder), fps=100.0,
+        FolderSource(kind="folder", path=folder),
+        fps=100.0,
         on_undecodable=lambda path, raw, reason: rejected.append((path.name, raw, reason)),
-    )  # fmt: skip
+    )
     frames = list(source)
     assert [frame.image.shape for frame in frames] == [(576, 768, 3), (424, 640, 3)]  # dog, then person
-    assert all(frame.captured_at.tzinfo is timezone.utc for frame in frames)
+    assert all(frame.captured_at.tzinfo is UTC for frame in frames)
     assert frames[0].captured_at <= frames[1].captured_at
     assert rejected == [("broken.jpg", b"\xff\xd8 not really a jpeg", rejected[0][2])]
     assert "broken.jpg" in rejected[0][2]
@@ -105,9 +106,10 @@ def test_looping_folder_reports_a_bad_file_once(tmp_path: Path) -> None:
     (folder / "a-broken.png").write_bytes(b"garbage")
     rejected: list[str] = []
     source = ImageFolderSource(
-        FolderSource(kind="folder", path=folder, loop=True), fps=200.0,
+        FolderSource(kind="folder", path=folder, loop=True),
+        fps=200.0,
         on_undecodable=lambda path, raw, reason: rejected.append(path.name),
-    )  # fmt: skip
+    )
     frames = source.frames()
     images = [next(frames) for _ in range(5)]
     frames.close()
@@ -163,7 +165,7 @@ def test_open_source_picks_the_class_for_each_kind(tmp_path: Path) -> None:
 def test_encode_frame_resizes_encodes_and_describes() -> None:
     image = cv2.imread(str(PHOTOS / "dog.jpg"))
     camera = Camera(id="cam-1", source=SyntheticSource(kind="synthetic"), jpeg_quality=60, resize_width=384)
-    captured_at = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    captured_at = datetime(2025, 1, 1, tzinfo=UTC)
     encoded = encode_frame(camera, CapturedFrame(image, captured_at), frame_seq=7)
     decoded = cv2.imdecode(np.frombuffer(encoded.jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert decoded.shape == (288, 384, 3)

@@ -44,8 +44,10 @@ def test_every_node_of_a_cluster_has_the_same_voters_and_its_own_ports(tmp_path:
     ids, ports = three_nodes()
     quorum = voters(ids, ports, "127.0.0.1")
     assert quorum == "1@127.0.0.1:9101,2@127.0.0.1:9102,3@127.0.0.1:9103"
-    configs = [node_properties(i, p, quorum, tmp_path / str(i), host="127.0.0.1", replication_factor=3, partitions=4)
-               for i, p in zip(ids, ports, strict=True)]  # fmt: skip
+    configs = [
+        node_properties(i, p, quorum, tmp_path / str(i), host="127.0.0.1", replication_factor=3, partitions=4)
+        for i, p in zip(ids, ports, strict=True)
+    ]
     assert {config["controller.quorum.voters"] for config in configs} == {quorum}
     assert [config["node.id"] for config in configs] == ["1", "2", "3"]
     assert configs[1]["listeners"] == "PLAINTEXT://127.0.0.1:9002,CONTROLLER://127.0.0.1:9102"
@@ -55,8 +57,9 @@ def test_every_node_of_a_cluster_has_the_same_voters_and_its_own_ports(tmp_path:
 
 def test_a_three_node_cluster_replicates_three_times_and_needs_two_in_sync(tmp_path: Path) -> None:
     ids, ports = three_nodes()
-    config = node_properties(1, ports[0], voters(ids, ports, "h"), tmp_path, host="h", replication_factor=3,
-                             partitions=4)  # fmt: skip
+    config = node_properties(
+        1, ports[0], voters(ids, ports, "h"), tmp_path, host="h", replication_factor=3, partitions=4
+    )
     replication = [
         "default.replication.factor",
         "offsets.topic.replication.factor",
@@ -71,8 +74,9 @@ def test_a_three_node_cluster_replicates_three_times_and_needs_two_in_sync(tmp_p
 
 
 def test_a_single_node_replicates_once(tmp_path: Path) -> None:
-    config = node_properties(1, NodePorts(9001, 9101), "1@h:9101", tmp_path, host="h", replication_factor=1,
-                             partitions=4)  # fmt: skip
+    config = node_properties(
+        1, NodePorts(9001, 9101), "1@h:9101", tmp_path, host="h", replication_factor=1, partitions=4
+    )
     assert config["process.roles"] == "broker,controller"
     assert config["default.replication.factor"] == config["offsets.topic.replication.factor"] == "1"
     assert config["min.insync.replicas"] == config["transaction.state.log.min.isr"] == "1"
@@ -88,11 +92,14 @@ def test_cluster_ids_are_16_random_bytes_in_url_safe_base64() -> None:
     assert len(base64.urlsafe_b64decode(first + "==")) == 16
 
 
-@pytest.mark.parametrize(("line", "major"), [
-    ('openjdk version "17.0.15" 2025-04-15', 17),
-    ('openjdk version "21" 2023-09-19', 21),
-    ('java version "1.8.0_392"', 8),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("line", "major"),
+    [
+        ('openjdk version "17.0.15" 2025-04-15', 17),
+        ('openjdk version "21" 2023-09-19', 21),
+        ('java version "1.8.0_392"', 8),
+    ],
+)
 def test_java_versions_are_read_from_java_version(tmp_path: Path, line: str, major: int) -> None:
     assert java_major_version(fake_java(tmp_path, line)) == major
 

@@ -28,21 +28,44 @@ COCO_SCHEMA = {
     "type": "object",
     "required": ["images", "annotations", "categories"],
     "properties": {
-        "images": {"type": "array", "items": {
-            "type": "object", "required": ["id", "file_name", "width", "height"],
-            "properties": {"id": {"type": "integer"}, "file_name": {"type": "string"},
-                           "width": {"type": "integer", "minimum": 1}, "height": {"type": "integer", "minimum": 1}}}},
-        "annotations": {"type": "array", "items": {
-            "type": "object", "required": ["id", "image_id", "category_id", "bbox", "area", "iscrowd"],
-            "properties": {"id": {"type": "integer", "minimum": 1}, "image_id": {"type": "integer"},
-                           "category_id": {"type": "integer"}, "iscrowd": {"enum": [0, 1]},
-                           "area": {"type": "number", "minimum": 0},
-                           "bbox": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"}}}}},
-        "categories": {"type": "array", "items": {
-            "type": "object", "required": ["id", "name"],
-            "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}}},
+        "images": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "file_name", "width", "height"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "file_name": {"type": "string"},
+                    "width": {"type": "integer", "minimum": 1},
+                    "height": {"type": "integer", "minimum": 1},
+                },
+            },
+        },
+        "annotations": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "image_id", "category_id", "bbox", "area", "iscrowd"],
+                "properties": {
+                    "id": {"type": "integer", "minimum": 1},
+                    "image_id": {"type": "integer"},
+                    "category_id": {"type": "integer"},
+                    "iscrowd": {"enum": [0, 1]},
+                    "area": {"type": "number", "minimum": 0},
+                    "bbox": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"}},
+                },
+            },
+        },
+        "categories": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "name"],
+                "properties": {"id": {"type": "integer"}, "name": {"type": "string"}},
+            },
+        },
     },
-}  # fmt: skip
+}
 
 
 def _source_path(fmt: str, out: Path) -> Path:
@@ -60,15 +83,30 @@ def deepforest() -> LabelSet:
 def multiclass(tmp_path: Path) -> LabelSet:
     for name, size in (("a.png", (64, 48)), ("b.jpg", (100, 80)), ("empty.png", (32, 32))):
         Image.new("RGB", size).save(tmp_path / name)
-    return LabelSet(classes=("person", "car", "dog"), images=(
-        {"image": str(tmp_path / "a.png"), "width": 64, "height": 48, "boxes": [
-            {"label": "car", "x1": 1.5, "y1": 2.25, "x2": 30.75, "y2": 47.0},
-            {"label": "person", "x1": 0.0, "y1": 0.0, "x2": 64.0, "y2": 48.0}]},
-        {"image": str(tmp_path / "b.jpg"), "width": 100, "height": 80, "boxes": [
-            {"label": "dog", "x1": 10.0, "y1": 20.0, "x2": 33.3, "y2": 44.4},
-            {"label": "car", "x1": 50.0, "y1": 50.0, "x2": 99.0, "y2": 79.0}]},
-        {"image": str(tmp_path / "empty.png"), "width": 32, "height": 32, "boxes": []},
-    ))  # fmt: skip
+    return LabelSet(
+        classes=("person", "car", "dog"),
+        images=(
+            {
+                "image": str(tmp_path / "a.png"),
+                "width": 64,
+                "height": 48,
+                "boxes": [
+                    {"label": "car", "x1": 1.5, "y1": 2.25, "x2": 30.75, "y2": 47.0},
+                    {"label": "person", "x1": 0.0, "y1": 0.0, "x2": 64.0, "y2": 48.0},
+                ],
+            },
+            {
+                "image": str(tmp_path / "b.jpg"),
+                "width": 100,
+                "height": 80,
+                "boxes": [
+                    {"label": "dog", "x1": 10.0, "y1": 20.0, "x2": 33.3, "y2": 44.4},
+                    {"label": "car", "x1": 50.0, "y1": 50.0, "x2": 99.0, "y2": 79.0},
+                ],
+            },
+            {"image": str(tmp_path / "empty.png"), "width": 32, "height": 32, "boxes": []},
+        ),
+    )
 
 
 def test_the_sample_is_real(deepforest: LabelSet) -> None:
@@ -97,8 +135,22 @@ def test_multiclass_round_trip_keeps_classes_and_empty_images(fmt: str, multicla
 @pytest.mark.parametrize("fmt", LABEL_FORMATS)
 def test_convert_command_chains_through_every_format(fmt: str, deepforest: LabelSet, tmp_path: Path) -> None:
     assert main(["label", "convert", str(DEEPFOREST), "--from", "voc", "--to", fmt, "--out", str(tmp_path / "a")]) == 0
-    assert main(["label", "convert", str(_source_path(fmt, tmp_path / "a")), "--from", fmt, "--to", "voc",
-                 "--out", str(tmp_path / "b")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "label",
+                "convert",
+                str(_source_path(fmt, tmp_path / "a")),
+                "--from",
+                fmt,
+                "--to",
+                "voc",
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 0
+    )
     assert label_set_differences(deepforest, read_labels(tmp_path / "b", "voc"), tolerance=1e-6) == []
 
 
@@ -135,15 +187,31 @@ def test_voc_output_has_labelimg_fields(deepforest: LabelSet, tmp_path: Path) ->
     (path,) = write_labels(deepforest, "voc", tmp_path / "voc")
     root = ET.parse(path).getroot()
     assert root.tag == "annotation"
-    for field in ("folder", "filename", "path", "source/database", "size/width", "size/height", "size/depth",
-                  "segmented"):  # fmt: skip
+    for field in (
+        "folder",
+        "filename",
+        "path",
+        "source/database",
+        "size/width",
+        "size/height",
+        "size/depth",
+        "segmented",
+    ):
         assert root.findtext(field), field
     assert Path(root.findtext("path")).is_file()
     objects = root.findall("object")
     assert len(objects) == 61
     for obj in objects:
-        for field in ("name", "pose", "truncated", "difficult", "bndbox/xmin", "bndbox/ymin", "bndbox/xmax",
-                      "bndbox/ymax"):  # fmt: skip
+        for field in (
+            "name",
+            "pose",
+            "truncated",
+            "difficult",
+            "bndbox/xmin",
+            "bndbox/ymin",
+            "bndbox/xmax",
+            "bndbox/ymax",
+        ):
             assert obj.findtext(field) is not None, field
 
 
@@ -168,25 +236,44 @@ def test_yolo_output_is_the_ultralytics_layout(multiclass: LabelSet, tmp_path: P
 
 BAD_FILES = [
     ("coco", "annotations.json", '{"images": [], "categories": []}', "annotations: missing or not a list"),
-    ("coco", "annotations.json",
-     '{"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}], "categories": [{"id": 1, "name": "x"}],'
-     ' "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}]}',
-     "annotations[0].image_id: no image has id 2"),
-    ("coco", "annotations.json",
-     '{"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}], "categories": [{"id": 1, "name": "x"}],'
-     ' "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 0, 2]}]}',
-     "images[0] ("),
-    ("cvat", "annotations.xml", '<annotations><image name="a.jpg" width="10"/></annotations>',
-     "image[0].height: missing attribute"),
-    ("cvat", "annotations.xml",
-     '<annotations><image name="a.jpg" width="10" height="10"><box label="x" xtl="1" ytl="1" xbr="2"/></image>'
-     "</annotations>", "box[0].ybr: missing attribute"),
-    ("voc", "a.xml", "<annotation><filename>a.jpg</filename><size><width>10</width><height>10</height></size>"
-     "<object><name>x</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>30</xmax><ymax>2</ymax></bndbox></object>"
-     "</annotation>", "lies outside the 10x10 image"),
+    (
+        "coco",
+        "annotations.json",
+        '{"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}], "categories": [{"id": 1, "name": "x"}],'
+        ' "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}]}',
+        "annotations[0].image_id: no image has id 2",
+    ),
+    (
+        "coco",
+        "annotations.json",
+        '{"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}], "categories": [{"id": 1, "name": "x"}],'
+        ' "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 0, 2]}]}',
+        "images[0] (",
+    ),
+    (
+        "cvat",
+        "annotations.xml",
+        '<annotations><image name="a.jpg" width="10"/></annotations>',
+        "image[0].height: missing attribute",
+    ),
+    (
+        "cvat",
+        "annotations.xml",
+        '<annotations><image name="a.jpg" width="10" height="10"><box label="x" xtl="1" ytl="1" xbr="2"/></image>'
+        "</annotations>",
+        "box[0].ybr: missing attribute",
+    ),
+    (
+        "voc",
+        "a.xml",
+        "<annotation><filename>a.jpg</filename><size><width>10</width><height>10</height></size>"
+        "<object><name>x</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>30</xmax><ymax>2</ymax></bndbox></object>"
+        "</annotation>",
+        "lies outside the 10x10 image",
+    ),
     ("voc", "a.xml", "<annotation><filename>a.jpg</filename></annotation>", "size/width: missing element"),
     ("yolo", "data.yaml", "path: .\ntrain: images\n", "names: missing"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("fmt", "name", "content", "message"), BAD_FILES)
@@ -209,6 +296,20 @@ def test_a_bad_yolo_line_names_the_line(multiclass: LabelSet, tmp_path: Path) ->
 
 def test_the_command_reports_a_bad_file_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "bad.json").write_text("{")
-    assert main(["label", "convert", str(tmp_path / "bad.json"), "--from", "coco", "--to", "voc",
-                 "--out", str(tmp_path / "out")]) == 1  # fmt: skip
+    assert (
+        main(
+            [
+                "label",
+                "convert",
+                str(tmp_path / "bad.json"),
+                "--from",
+                "coco",
+                "--to",
+                "voc",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 1
+    )
     assert "bad.json: (file): not readable JSON" in capsys.readouterr().err

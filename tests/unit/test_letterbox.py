@@ -58,7 +58,9 @@ def test_canvas_holds_the_image_and_pads_with_the_pad_colour(width: int, height:
     assert (canvas[~inside] == DEFAULT_PAD_BGR).all()
 
 
-@pytest.mark.parametrize("bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32), np.zeros((4, 4, 4), np.uint8)])
+@pytest.mark.parametrize(
+    "bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32), np.zeros((4, 4, 4), np.uint8)]
+)
 def test_rejects_anything_but_bgr_uint8(bad: np.ndarray) -> None:
     with pytest.raises(ValueError, match="BGR uint8"):
         letterbox(bad)

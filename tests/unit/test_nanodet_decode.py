@@ -33,7 +33,13 @@ def empty_heads() -> dict[str, np.ndarray]:
 
 
 def put_object(
-    heads: dict[str, np.ndarray], stride: int, x: int, y: int, class_id: int, score: float, sides: tuple[int, int, int, int]
+    heads: dict[str, np.ndarray],
+    stride: int,
+    x: int,
+    y: int,
+    class_id: int,
+    score: float,
+    sides: tuple[int, int, int, int],
 ) -> None:
     """Make cell (x, y) of ``stride`` predict ``class_id`` with bins peaked at ``sides`` (l, t, r, b)."""
     heads[f"scores_s{stride}"][class_id, y, x] = score

@@ -68,7 +68,9 @@ def test_table(
     max_detections: int,
     expected: list[int],
 ) -> None:
-    kept = class_aware_nms(np.array(boxes, np.float32), np.array(scores), np.array(class_ids), threshold, max_detections)
+    kept = class_aware_nms(
+        np.array(boxes, np.float32), np.array(scores), np.array(class_ids), threshold, max_detections
+    )
     assert kept.dtype == np.int64
     assert kept.tolist() == expected
 
@@ -84,7 +86,12 @@ def test_table(
     ],
 )
 def test_bad_arguments(
-    boxes: list[list[float]], scores: list[float], class_ids: list[int], threshold: float, max_detections: int, message: str
+    boxes: list[list[float]],
+    scores: list[float],
+    class_ids: list[int],
+    threshold: float,
+    max_detections: int,
+    message: str,
 ) -> None:
     with pytest.raises(ValueError, match=message):
         class_aware_nms(np.array(boxes), np.array(scores), np.array(class_ids), threshold, max_detections)

@@ -130,8 +130,9 @@ def test_retry_async_retries_transient_errors_only(
     errors: list[Exception], expected: object, calls: int, retries: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     flaky, seen = Flaky(*errors), []
-    run = retry_async(flaky.call_async, policy=FAST, transient=is_connection_error, what="op", log=log,
-                      on_retry=seen.append)  # fmt: skip
+    run = retry_async(
+        flaky.call_async, policy=FAST, transient=is_connection_error, what="op", log=log, on_retry=seen.append
+    )
     with caplog.at_level(logging.WARNING, logger="tests.retry"):
         if isinstance(expected, type):
             with pytest.raises(expected):
@@ -148,8 +149,15 @@ def test_retry_sync_retries_transient_errors_only(
     flaky, seen = Flaky(*errors), []
 
     def run() -> str:
-        return retry_sync(flaky, policy=FAST, transient=is_connection_error, what="op", log=log,
-                          stop=threading.Event(), on_retry=seen.append)  # fmt: skip
+        return retry_sync(
+            flaky,
+            policy=FAST,
+            transient=is_connection_error,
+            what="op",
+            log=log,
+            stop=threading.Event(),
+            on_retry=seen.append,
+        )
 
     with caplog.at_level(logging.WARNING, logger="tests.retry"):
         if isinstance(expected, type):
@@ -164,8 +172,9 @@ def test_retry_async_never_gives_up_but_can_be_cancelled() -> None:
     flaky = Flaky(*[ConnectionError("down")] * 10_000)
 
     async def run_for_a_while() -> None:
-        task = asyncio.ensure_future(retry_async(flaky.call_async, policy=FAST, transient=is_connection_error,
-                                                 what="op", log=log))  # fmt: skip
+        task = asyncio.ensure_future(
+            retry_async(flaky.call_async, policy=FAST, transient=is_connection_error, what="op", log=log)
+        )
         await asyncio.sleep(0.3)
         assert not task.done()
         task.cancel()

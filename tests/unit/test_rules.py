@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from processors.rules import RuleEvaluator
-from schemas.rules import Anchor, Rule, RuleSet, ZoneConfig
 from processors.zones import PolygonZone, anchor_points
 from schemas.alerts import Severity
+from schemas.rules import Anchor, Rule, RuleSet, ZoneConfig
 from tests.factories import BASE_TIME, make_detection, make_frame_detections
 
 SQUARE = [(0.25, 0.25), (0.75, 0.25), (0.75, 0.75), (0.25, 0.75)]

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.config_files import ConfigFileError, load_rules
 from framestream.settings import REPO_ROOT
 from processors.rules import RuleEvaluator
-from schemas.rules import Anchor
 from schemas.alerts import Severity
+from schemas.rules import Anchor
+from streams.config_files import ConfigFileError, load_rules
 
 GOOD_RULE = {
     "id": "person-at-door",
@@ -56,7 +56,12 @@ def test_good_file_reads_every_field(tmp_path: Path) -> None:
 def test_defaults(tmp_path: Path) -> None:
     (rule,) = load_rules(write_rules(tmp_path, {"id": "p", "description": "p", "classes": ["person"]})).rules
     assert (rule.severity, rule.min_score, rule.zone, rule.min_objects, rule.cooldown_s, rule.cameras) == (
-        Severity.WARNING, 0.5, None, 1, 60.0, None,
+        Severity.WARNING,
+        0.5,
+        None,
+        1,
+        60.0,
+        None,
     )
 
 

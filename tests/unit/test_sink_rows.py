@@ -30,10 +30,12 @@ from tests.factories import BASE_TIME, make_alert, make_dead_letter, make_detect
 
 def test_frame_row_carries_timings_stats_and_object_count() -> None:
     frame = make_frame_detections(
-        "cam-7", 42, [make_detection("person"), make_detection("car")],
+        "cam-7",
+        42,
+        [make_detection("person"), make_detection("car")],
         stats=ImageStats(brightness=101.5, sharpness=33.0),
         timings=StageTimings(ingest_ms=2.0, queue_ms=15.5, batch_wait_ms=4.0, triton_ms=22.25),
-    )  # fmt: skip
+    )
     row = frame_row(frame)
     assert row.event_id == "cam-7:42"
     assert (row.camera_id, row.frame_seq, row.object_count) == ("cam-7", 42, 2)
@@ -56,7 +58,12 @@ def test_detection_rows_number_objects_and_copy_the_frame_context() -> None:
     assert [row.object_index for row in rows] == [0, 1]
     assert [row.class_name for row in rows] == ["dog", "cat"]
     first = rows[0]
-    assert (first.event_id, first.camera_id, first.frame_seq, first.captured_at) == ("cam-2:9", "cam-2", 9, frame.captured_at)
+    assert (first.event_id, first.camera_id, first.frame_seq, first.captured_at) == (
+        "cam-2:9",
+        "cam-2",
+        9,
+        frame.captured_at,
+    )
     assert (first.x1, first.y1, first.x2, first.y2, first.score) == (1, 2, 30, 40, 0.7)
     assert first.class_id == 16  # COCO "dog"
 
@@ -66,8 +73,12 @@ def test_alert_row_stores_severity_as_its_enum_text_and_keeps_the_zone() -> None
     row = alert_row(alert)
     assert isinstance(row, AlertRow)
     assert (row.alert_id, row.rule_id, row.severity, row.zone, row.object_count) == (
-        "loitering:cam-3:5", "loitering", "warning", "gate", 3,
-    )  # fmt: skip
+        "loitering:cam-3:5",
+        "loitering",
+        "warning",
+        "gate",
+        3,
+    )
     assert row.message == "person detected"
     assert row.raised_at - row.captured_at == timedelta(milliseconds=100)
 
@@ -79,7 +90,12 @@ def test_dead_letter_row_keeps_size_digest_and_only_the_head_of_the_original() -
     assert row.original_size == len(original)
     assert row.original_sha256 == hashlib.sha256(original).hexdigest()
     assert row.original_head == original[:ORIGINAL_HEAD_BYTES]
-    assert (row.record_key, row.headers, row.stage, row.failed_at) == (b"cam-1", {"fs-camera-id": "cam-1"}, "detect", BASE_TIME)
+    assert (row.record_key, row.headers, row.stage, row.failed_at) == (
+        b"cam-1",
+        {"fs-camera-id": "cam-1"},
+        "detect",
+        BASE_TIME,
+    )
 
 
 @pytest.mark.parametrize(

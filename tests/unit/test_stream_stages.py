@@ -27,8 +27,15 @@ from tests.factories import BASE_TIME, make_frame_detections, make_frame_meta
 
 def event(value: bytes | None, headers: object = (), key: bytes | None = b"cam-1", offset: int = 7) -> SimpleNamespace:
     """The parts of a faust event the stages read (topic, partition, offset, key, value, headers)."""
-    message = SimpleNamespace(topic="vision.frames.v1", partition=2, offset=offset, key=key, value=value,
-                              headers=list(headers), tp=TP("vision.frames.v1", 2))  # fmt: skip
+    message = SimpleNamespace(
+        topic="vision.frames.v1",
+        partition=2,
+        offset=offset,
+        key=key,
+        value=value,
+        headers=list(headers),
+        tp=TP("vision.frames.v1", 2),
+    )
     return SimpleNamespace(message=message)
 
 
@@ -79,8 +86,9 @@ def test_parse_frame_reads_the_headers_ingest_writes() -> None:
         (b"jpeg", [("fs-camera-id", b"\xff\xfe")], "UnicodeDecodeError", "utf-8"),
     ],
 )
-def test_parse_frame_rejects_what_cannot_be_a_frame(value: bytes | None, headers: list, error_type: str,
-                                                    names: str) -> None:  # fmt: skip
+def test_parse_frame_rejects_what_cannot_be_a_frame(
+    value: bytes | None, headers: list, error_type: str, names: str
+) -> None:
     rejection = parse_frame(event(value, headers))
     assert isinstance(rejection, Rejection)
     assert rejection.error_type == error_type
@@ -144,8 +152,12 @@ def test_parse_detections_rejects(value: bytes, key: bytes | None, error_type: s
 
 def test_dead_letter_keeps_the_original_bytes_key_and_headers() -> None:
     original = b"\x00\xffnot an image"
-    letter = build_dead_letter(event(original, [("fs-camera-id", b"cam-1"), ("odd", b"\xff")]), stage="detect",
-                               reason="cannot decode", error_type="InferenceRejected")  # fmt: skip
+    letter = build_dead_letter(
+        event(original, [("fs-camera-id", b"cam-1"), ("odd", b"\xff")]),
+        stage="detect",
+        reason="cannot decode",
+        error_type="InferenceRejected",
+    )
     assert letter.original == original and letter.key == b"cam-1"
     assert letter.headers == {"fs-camera-id": "cam-1", "odd": "\\xff"}
     assert (letter.source_topic, letter.source_partition, letter.source_offset) == ("vision.frames.v1", 2, 7)
@@ -158,8 +170,12 @@ def test_dead_letter_record_counts_by_stage_and_error_class() -> None:
     record = DeadLetterRule(topic, "alert", metrics).record(event(b"x"), Rejection("bad", "ValidationError"))
     assert record.topic is topic and record.key == b"cam-1"
     assert DeadLetter.model_validate_json(record.value).stage == "alert"
-    assert metrics.registry.get_sample_value(
-        "framestream_dead_letters_total", {"stage": "alert", "reason": "ValidationError"}) == 1.0
+    assert (
+        metrics.registry.get_sample_value(
+            "framestream_dead_letters_total", {"stage": "alert", "reason": "ValidationError"}
+        )
+        == 1.0
+    )
 
 
 class Boom(Exception):
@@ -247,8 +263,12 @@ def test_dead_letter_rule_logs_each_letter_once_and_keeps_the_original(
     assert (letter.stage, letter.reason, letter.error_type) == ("alert", rejection.reason, rejection.error_type)
     assert (letter.original, letter.key, letter.source_offset, record.key) == (b"\x00raw", b"cam-9", 11, b"cam-9")
     assert [(r.levelno, r.exc_info is not None) for r in caplog.records] == [(level, with_traceback)]
-    assert metrics.registry.get_sample_value(
-        "framestream_dead_letters_total", {"stage": "alert", "reason": rejection.error_type}) == 1.0
+    assert (
+        metrics.registry.get_sample_value(
+            "framestream_dead_letters_total", {"stage": "alert", "reason": rejection.error_type}
+        )
+        == 1.0
+    )
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -294,4 +314,3 @@ def test_request_in_flight_gauge_goes_back_down_on_errors() -> None:
             assert metrics.registry.get_sample_value("framestream_triton_requests_in_flight") == 1
             raise RuntimeError
     assert metrics.registry.get_sample_value("framestream_triton_requests_in_flight") == 0
-

@@ -12,7 +12,9 @@ from processors.detector import MAX_BATCH, MAX_DETECTIONS
 from processors.nanodet import INPUT_NAME, INPUT_SIZE, NUM_BINS, NUM_CLASSES, OUTPUT_NAMES, STRIDES
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG_FILES = sorted([*(REPO / "triton_models").glob("*/config.pbtxt"), *(REPO / "infra" / "triton").rglob("config.pbtxt")])
+CONFIG_FILES = sorted(
+    [*(REPO / "triton_models").glob("*/config.pbtxt"), *(REPO / "infra" / "triton").rglob("config.pbtxt")]
+)
 Config = model_config_pb2.ModelConfig
 DataType = model_config_pb2.DataType
 InstanceKind = model_config_pb2.ModelInstanceGroup.Kind
@@ -37,8 +39,9 @@ def test_parses_and_names_its_folder(path: Path) -> None:
     assert config.HasField("dynamic_batching")
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIG_FILES if p.is_relative_to(REPO / "triton_models")],
-                         ids=lambda p: p.parent.name)
+@pytest.mark.parametrize(
+    "path", [p for p in CONFIG_FILES if p.is_relative_to(REPO / "triton_models")], ids=lambda p: p.parent.name
+)
 def test_local_models_have_their_code_or_weights(path: Path) -> None:
     config = load(path)
     version_dir = path.parent / "1"
@@ -83,7 +86,9 @@ def test_gpu_nanodet_is_the_same_model_on_tensorrt_fp16() -> None:
     assert (gpu.name, gpu.max_batch_size) == (cpu.name, cpu.max_batch_size)
     assert gpu.backend == "onnxruntime" and gpu.default_model_filename == "model.onnx"
     assert {group.kind for group in gpu.instance_group} == {InstanceKind.KIND_GPU}
-    assert list(gpu.dynamic_batching.preferred_batch_size) and max(gpu.dynamic_batching.preferred_batch_size) <= MAX_BATCH
+    assert (
+        list(gpu.dynamic_batching.preferred_batch_size) and max(gpu.dynamic_batching.preferred_batch_size) <= MAX_BATCH
+    )
     accelerators = gpu.optimization.execution_accelerators.gpu_execution_accelerator
     assert [a.name for a in accelerators] == ["tensorrt"]
     assert accelerators[0].parameters["precision_mode"] == "FP16"
@@ -102,6 +107,8 @@ def test_cpu_container_nanodet_is_the_same_model_on_onnxruntime() -> None:
 
 def test_a_typo_in_a_config_is_caught_by_the_parser(tmp_path: Path) -> None:
     """Guard that the check above can fail: the protobuf parser refuses unknown fields."""
-    broken = (REPO / "triton_models" / "detector" / "config.pbtxt").read_text().replace("max_batch_size", "max_batchsize")
+    broken = (
+        (REPO / "triton_models" / "detector" / "config.pbtxt").read_text().replace("max_batch_size", "max_batchsize")
+    )
     with pytest.raises(text_format.ParseError, match="max_batchsize"):
         text_format.Parse(broken, Config())

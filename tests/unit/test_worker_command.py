@@ -27,8 +27,9 @@ def error_lines(stderr: str) -> list[str]:
     return [json.loads(line)["error"] for line in stderr.splitlines() if '"level": "error"' in line]
 
 
-def test_a_bad_rules_file_names_file_field_and_problem(env: pytest.MonkeyPatch, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_a_bad_rules_file_names_file_field_and_problem(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules:\n  - id: person-seen\n    description: Person\n    classes: [persn]\n")
     env.setenv("FRAMESTREAM_RULES_FILE", str(rules))
@@ -55,9 +56,14 @@ def test_the_rules_file_is_not_read_by_workers_without_the_alert_stage(
         (["worker", "--stages", "persist"], "FRAMESTREAM_WORKER_PERSIST_MAX_ROWS", "0", "persist_max_rows"),
     ],
 )
-def test_bad_arguments_and_settings_stop_the_worker(env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                                                    argv: list[str], variable: str | None, value: str | None,
-                                                    expected: str) -> None:  # fmt: skip
+def test_bad_arguments_and_settings_stop_the_worker(
+    env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    variable: str | None,
+    value: str | None,
+    expected: str,
+) -> None:
     if variable is not None:
         env.setenv(variable, value)
     assert main(argv) == 2

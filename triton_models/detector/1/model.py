@@ -37,8 +37,9 @@ try:
     )
     from processors.nanodet import INPUT_NAME, OUTPUT_NAMES
 except ImportError as error:  # pragma: no cover - a deployment mistake, made loud
-    raise ImportError(f"detector model: cannot import the framestream processors ({error}); "
-                      "put the repository root on PYTHONPATH") from error
+    raise ImportError(
+        f"detector model: cannot import the framestream processors ({error}); put the repository root on PYTHONPATH"
+    ) from error
 
 OUTPUTS = ("NUM_DETECTIONS", "BOXES", "SCORES", "CLASS_IDS")
 

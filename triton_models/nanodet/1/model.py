@@ -45,8 +45,9 @@ class TritonPythonModel:
         start = 0
         for batch in batches:
             stop = start + batch.shape[0]
-            tensors = [pb_utils.Tensor(name, value[start:stop])
-                       for name, value in zip(self.output_names, outputs, strict=True)]  # fmt: skip
+            tensors = [
+                pb_utils.Tensor(name, value[start:stop]) for name, value in zip(self.output_names, outputs, strict=True)
+            ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start = stop
         return responses
@@ -58,11 +59,16 @@ def execution_providers(names: str, device_id: str, trt_cache_dir: str) -> list:
     known = {
         "cpu": "CPUExecutionProvider",
         "cuda": ("CUDAExecutionProvider", {"device_id": int(device_id)}),
-        "tensorrt": ("TensorrtExecutionProvider", {
-            "device_id": int(device_id), "trt_fp16_enable": True, "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": cache,
-        }),
-    }  # fmt: skip
+        "tensorrt": (
+            "TensorrtExecutionProvider",
+            {
+                "device_id": int(device_id),
+                "trt_fp16_enable": True,
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": cache,
+            },
+        ),
+    }
     wanted = [name.strip() for name in names.split(",") if name.strip()]
     unknown = [name for name in wanted if name not in known]
     if unknown or not wanted:

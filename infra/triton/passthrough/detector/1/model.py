@@ -34,12 +34,14 @@ class TritonPythonModel:
                 prefix = f"image {row} of {len(rows)}: " if len(rows) > 1 else ""
                 return _invalid(f"{prefix}not a JPEG or PNG image ({len(image)} bytes)")
         count = len(rows)
-        return pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor("NUM_DETECTIONS", np.zeros((count, 1), np.int32)),
-            pb_utils.Tensor("BOXES", np.zeros((count, MAX_DETECTIONS, 4), np.float32)),
-            pb_utils.Tensor("SCORES", np.zeros((count, MAX_DETECTIONS), np.float32)),
-            pb_utils.Tensor("CLASS_IDS", np.full((count, MAX_DETECTIONS), -1, np.int32)),
-        ])
+        return pb_utils.InferenceResponse(
+            output_tensors=[
+                pb_utils.Tensor("NUM_DETECTIONS", np.zeros((count, 1), np.int32)),
+                pb_utils.Tensor("BOXES", np.zeros((count, MAX_DETECTIONS, 4), np.float32)),
+                pb_utils.Tensor("SCORES", np.zeros((count, MAX_DETECTIONS), np.float32)),
+                pb_utils.Tensor("CLASS_IDS", np.full((count, MAX_DETECTIONS), -1, np.int32)),
+            ]
+        )
 
 
 def _invalid(message: str) -> object:
