@@ -239,14 +239,16 @@ BAD_FILES = [
     (
         "coco",
         "annotations.json",
-        '{"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}], "categories": [{"id": 1, "name": "x"}],'
+        '{"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],'
+        ' "categories": [{"id": 1, "name": "x"}],'
         ' "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}]}',
         "annotations[0].image_id: no image has id 2",
     ),
     (
         "coco",
         "annotations.json",
-        '{"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}], "categories": [{"id": 1, "name": "x"}],'
+        '{"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],'
+        ' "categories": [{"id": 1, "name": "x"}],'
         ' "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 0, 2]}]}',
         "images[0] (",
     ),
