@@ -10,7 +10,8 @@ demo: setup
 
 # (b) the test suite (unit + integration against real Apache Kafka, or Tansu without Java; tritonserver; chDB)
 test: setup
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; fi; exit $$status
 
 # formatter and linter (settings in pyproject.toml); CI runs it before the tests
 lint: setup
