@@ -140,6 +140,8 @@ def _onnxruntime_session(path: Path, intra_op_threads: int) -> object:
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
+    # Threads that wait by sleeping, not spinning: several instances share the cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
