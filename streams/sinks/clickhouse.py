@@ -189,13 +189,15 @@ class ClickHouseSink:
         """Store every buffered row (one INSERT per non-empty table); see the module doc for errors."""
         result = FlushResult()
         with self._lock:
-            for name, buffer in self._buffers.items():
-                if buffer.rows:
-                    started = time.perf_counter()
-                    inserted, skipped = self._flush_table(buffer)
-                    result.inserted[name] = inserted
-                    result.skipped[name] = skipped
-                    result.seconds[name] = time.perf_counter() - started
+            pending = [buffer for buffer in self._buffers.values() if buffer.rows]
+            known = self._prefetch_stored_ids(pending)
+            for buffer in pending:
+                name = buffer.table.name
+                started = time.perf_counter()
+                inserted, skipped = self._flush_table(buffer, known.get(name))
+                result.inserted[name] = inserted
+                result.skipped[name] = skipped
+                result.seconds[name] = time.perf_counter() - started
         return result
 
     def cancel(self) -> None:
@@ -209,18 +211,25 @@ class ClickHouseSink:
         finally:
             self._discard_client()
 
-    def _flush_table(self, buffer: _TableBuffer) -> tuple[int, int]:
+    def _flush_table(self, buffer: _TableBuffer, known: set[str] | None = None) -> tuple[int, int]:
         rows = list(buffer.rows.values())
-        inserted, skipped, refused = self._store_isolating(buffer, rows)
+        inserted, skipped, refused = self._store_isolating(buffer, rows, known)
         buffer.discard([buffer.table.row_id(row) for row in rows])
         if refused is not None:
             raise refused
         return inserted, skipped
 
-    def _store_isolating(self, buffer: _TableBuffer, rows: list[Row]) -> tuple[int, int, PermanentInsertError | None]:
-        """Store ``rows``; on a permanent error, bisect by message so only the culprits are refused."""
+    def _store_isolating(
+        self, buffer: _TableBuffer, rows: list[Row], known: set[str] | None = None
+    ) -> tuple[int, int, PermanentInsertError | None]:
+        """Store ``rows``; on a permanent error, bisect by message so only the culprits are refused.
+        ``known``: which of them were stored, looked up just before; it serves the first attempt
+        only (after a failed INSERT, whose outcome may be unknown, the lookup is made again)."""
+        attempts = iter([known])
         try:
-            inserted, skipped = self._retrying(buffer.table, lambda client: self._store(client, buffer.table, rows))
+            inserted, skipped = self._retrying(
+                buffer.table, lambda client: self._store(client, buffer.table, rows, next(attempts, None))
+            )
             return inserted, skipped, None
         except (SinkCancelled, SinkFailure):
             raise
@@ -253,11 +262,12 @@ class ClickHouseSink:
         )
         return totals[0], totals[1], merged
 
-    def _store(self, client: Client, table: Table, rows: list[Row]) -> tuple[int, int]:
+    def _store(self, client: Client, table: Table, rows: list[Row], stored: set[str] | None = None) -> tuple[int, int]:
         """Insert the rows whose ids are not stored yet. Looking up first makes a retry after an
         insert of unknown outcome (a timeout) safe as well as a replay."""
         started = time.perf_counter()
-        stored = self._stored_ids(client, table, rows)
+        if stored is None:
+            stored = self._stored_ids(client, table, rows)
         fresh = [row for row in rows if table.row_id(row) not in stored]
         if fresh:
             context = self._insert_context(client, table)
@@ -285,20 +295,51 @@ class ClickHouseSink:
         return stored
 
     def _stored_ids_of_chunk(self, client: Client, table: Table, rows: list[Row]) -> set[str]:
-        conditions = [f"{column} IN {{{column}:Array(String)}}" for column in table.lookup_columns]
+        sql, parameters = self._lookup(table, rows)
+        return {str(value) for (_, value) in client.query(sql, parameters=parameters).result_rows}
+
+    def _prefetch_stored_ids(self, buffers: list[_TableBuffer]) -> dict[str, set[str]]:
+        """The stored ids of every table to flush, in ONE query (UNION ALL) instead of one per table:
+        chDB spends ~10 ms of CPU on any query, however small, and the persist stage flushes several
+        times a second. Only on a client already connected and for batches of one lookup chunk; any
+        error leaves the lookups to each table's own retried path."""
+        tables = [buffer for buffer in buffers if len(buffer.rows) <= LOOKUP_CHUNK]
+        if len(tables) < 2 or self._client is None or self._cancelled.is_set():
+            return {}
+        selects, parameters = [], {}
+        for index, buffer in enumerate(tables):
+            sql, values = self._lookup(buffer.table, list(buffer.rows.values()), prefix=f"t{index}_")
+            selects.append(sql)
+            parameters.update(values)
+        try:
+            answer = self._client.query(" UNION ALL ".join(selects), parameters=parameters).result_rows
+        except Exception:  # noqa: BLE001 - the per-table path retries and reports properly
+            log.debug("prefetching stored ids failed; looking up per table", exc_info=True)
+            return {}
+        known: dict[str, set[str]] = {buffer.table.name: set() for buffer in tables}
+        for table_name, value in answer:
+            known[str(table_name)].add(str(value))
+        return known
+
+    def _lookup(self, table: Table, rows: list[Row], prefix: str = "") -> tuple[str, dict[str, object]]:
+        """SELECT (table name, id) of the rows already stored, narrowed by the sorting key's columns."""
+        conditions = [f"{column} IN {{{prefix}{column}:Array(String)}}" for column in table.lookup_columns]
         parameters: dict[str, object] = {
-            column: sorted({getattr(row, column) for row in rows}) for column in table.lookup_columns
+            f"{prefix}{column}": sorted({getattr(row, column) for row in rows}) for column in table.lookup_columns
         }
         if table.time_is_deterministic:
             times = [getattr(row, table.time_column) for row in rows]
-            conditions.append(f"{table.time_column} >= fromUnixTimestamp64Milli({{lo:Int64}})")
-            conditions.append(f"{table.time_column} <= fromUnixTimestamp64Milli({{hi:Int64}})")
-            parameters["lo"] = int(min(times).timestamp() * 1000) - 1
-            parameters["hi"] = int(max(times).timestamp() * 1000) + 1
-        conditions.append(f"{table.id_column} IN {{ids:Array(String)}}")
-        parameters["ids"] = [table.row_id(row) for row in rows]
-        sql = f"SELECT {table.id_column} FROM {self._database}.{table.name} WHERE " + " AND ".join(conditions)
-        return {str(value) for (value,) in client.query(sql, parameters=parameters).result_rows}
+            conditions.append(f"{table.time_column} >= fromUnixTimestamp64Milli({{{prefix}lo:Int64}})")
+            conditions.append(f"{table.time_column} <= fromUnixTimestamp64Milli({{{prefix}hi:Int64}})")
+            parameters[f"{prefix}lo"] = int(min(times).timestamp() * 1000) - 1
+            parameters[f"{prefix}hi"] = int(max(times).timestamp() * 1000) + 1
+        conditions.append(f"{table.id_column} IN {{{prefix}ids:Array(String)}}")
+        parameters[f"{prefix}ids"] = [table.row_id(row) for row in rows]
+        sql = (
+            f"SELECT '{table.name}' AS stored_in, toString({table.id_column}) AS id "
+            f"FROM {self._database}.{table.name} WHERE " + " AND ".join(conditions)
+        )
+        return sql, parameters
 
     def _retrying(self, table: Table, operation: Callable[[Client], tuple[int, int]]) -> tuple[int, int]:
         def on_retry(error: Exception) -> None:
