@@ -287,7 +287,15 @@ class KafkaNode:
         if (self.log_dir / "meta.properties").exists():
             return
         formatter = ChildProcess(
-            self._java_command("kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(self.config_path)),
+            # --cluster-id=ID in one argument: a base64 id may start with "-", which argparse
+            # would read as an option if it stood alone (1 in 64 ids failed to format).
+            self._java_command(
+                "kafka.tools.StorageTool",
+                "format",
+                f"--cluster-id={self.cluster_id}",
+                "--config",
+                str(self.config_path),
+            ),
             log_path=self.log_path,
         )
         try:
