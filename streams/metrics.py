@@ -35,7 +35,7 @@ class WorkerMetrics:
         )
         self.latency = Histogram(
             "framestream_stage_latency_seconds",
-            "Time per processing step (detect: queue, batch_wait, triton; alert: evaluate; persist: flush)",
+            "Time per processing step (detect: queue, batch_wait, triton, publish; alert: evaluate; persist: flush)",
             ["stage", "step"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
