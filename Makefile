@@ -21,4 +21,5 @@ lint: setup
 bench: setup
 	.venv/bin/framestream bench detector
 	.venv/bin/framestream bench pipeline
+	.venv/bin/framestream bench passthrough
 	.venv/bin/framestream bench sink
