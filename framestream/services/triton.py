@@ -160,6 +160,10 @@ class LocalTriton:
             [str(distribution.tritonserver), *self._arguments(backends)],
             log_path=self.log_path,
             env=self._environment(distribution),
+            # With PYTHONPATH alone the models found `processors/` only when framestream ran from
+            # the repository root (pytriton 0.7.0's stubs import from their working directory):
+            # start there, whatever directory framestream was started from.
+            cwd=self.pythonpath[0] if self.pythonpath else None,
             grace_s=20.0,
         ).start()
         log.info(

@@ -88,6 +88,19 @@ def test_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
             sock.listen()
 
 
+def test_models_import_the_processors_whatever_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """framestream started outside the repository: the models still import ``processors/``."""
+    importer = ECHO_MODEL.replace(
+        "import triton_python_backend_utils", "import processors.decode\nimport triton_python_backend_utils"
+    )
+    repository = model_repository(tmp_path / "models", {"echo": importer})
+    monkeypatch.chdir(tmp_path)
+    with LocalTriton(repository, VENV, log_file=tmp_path / "triton.log", startup_timeout_s=120) as triton:
+        assert triton.is_running()
+
+
 @pytest.mark.parametrize("which", ["http", "grpc", "metrics"])
 def test_a_taken_port_is_named_before_starting(tmp_path: Path, occupied_port: int, which: str) -> None:
     ports = {**vars(TritonPorts.free()), which: occupied_port}
