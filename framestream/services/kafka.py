@@ -385,6 +385,7 @@ class LocalKafkaCluster:
         grace_s: float = 30.0,
         libs_dir: Path = LIBS_DIR,
         extra_properties: Mapping[str, str] | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         if ports is not None and len(ports) != size:
             raise ValueError(f"{len(ports)} port pairs for {size} nodes")
@@ -399,7 +400,7 @@ class LocalKafkaCluster:
         # Broker settings over the generated ones, on every node (e.g. a test's
         # log.retention.check.interval.ms); values are written as given.
         self.extra_properties = dict(extra_properties or {})
-        self.cluster_id = new_cluster_id()
+        self.cluster_id = cluster_id or new_cluster_id()  # given: e.g. to match storage formatted before
         self._requested_ports = ports
         self.nodes: list[KafkaNode] = []
 
@@ -587,6 +588,7 @@ class LocalKafka(LocalKafkaCluster):
         grace_s: float = 30.0,
         libs_dir: Path = LIBS_DIR,
         extra_properties: Mapping[str, str] | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         ports = None
         if port is not None or controller_port is not None:
@@ -605,6 +607,7 @@ class LocalKafka(LocalKafkaCluster):
             grace_s=grace_s,
             libs_dir=libs_dir,
             extra_properties=extra_properties,
+            cluster_id=cluster_id,
         )
 
     @property

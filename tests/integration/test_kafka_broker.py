@@ -105,13 +105,10 @@ def test_one_node_starts_refuses_a_taken_port_and_stops_cleanly(
 
 
 @needs_kafka
-def test_a_cluster_id_starting_with_a_dash_is_formatted_and_served(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_cluster_id_starting_with_a_dash_is_formatted_and_served(tmp_path: Path) -> None:
     """One random id in 64 starts with "-"; the storage tool must not take it for an option."""
     dashed = "-" + kafka_module.new_cluster_id()[1:]
-    monkeypatch.setattr(kafka_module, "new_cluster_id", lambda: dashed)
-    with LocalKafka(tmp_path) as kafka:
+    with LocalKafka(tmp_path, cluster_id=dashed) as kafka:
         assert fetch_cluster_metadata(kafka.bootstrap_servers, timeout_s=5).cluster_id == dashed
 
 
