@@ -69,6 +69,7 @@ class LocalBroker:
         binary: Path | None = None,
         cluster_id: str = "framestream",
         startup_timeout_s: float = 30.0,
+        probe_ports: bool = True,  # False: leave a taken port to the server's own bind, read from its log
     ) -> None:
         self.log_dir = Path(log_dir)
         self.host = host
@@ -76,6 +77,7 @@ class LocalBroker:
         self.binary = binary
         self.cluster_id = cluster_id
         self.startup_timeout_s = startup_timeout_s
+        self.probe_ports = probe_ports
         self.log_path: Path | None = None
         self._child: ChildProcess | None = None
 
@@ -101,7 +103,7 @@ class LocalBroker:
         attempts = 1 if requested is not None else 3
         for attempt in range(1, attempts + 1):
             port = requested if requested is not None else free_port(self.host)
-            if not port_is_free(self.host, port):
+            if self.probe_ports and not port_is_free(self.host, port):
                 raise BrokerPortInUse(f"cannot start the broker: {self.host}:{port} is already in use")
             try:
                 self._launch(binary, port)

@@ -245,8 +245,10 @@ class KafkaNode:
         java: Path,
         classpath: str,
         grace_s: float,
+        probe_ports: bool = True,
     ) -> None:
         self.node_id = node_id
+        self.probe_ports = probe_ports
         self.ports = ports
         self.data_dir = data_dir
         self.log_dir = Path(properties["log.dirs"])
@@ -305,7 +307,7 @@ class KafkaNode:
 
     def start(self) -> KafkaNode:
         """Start the JVM (formatting its storage first if new); readiness is the caller's check."""
-        for port in (self.ports.broker, self.ports.controller):
+        for port in (self.ports.broker, self.ports.controller) if self.probe_ports else ():
             if not port_is_free(LOCALHOST, port):
                 raise BrokerPortInUse(f"cannot start Kafka node {self.node_id}: {LOCALHOST}:{port} is already in use")
         self.format_storage()
@@ -386,6 +388,7 @@ class LocalKafkaCluster:
         libs_dir: Path = LIBS_DIR,
         extra_properties: Mapping[str, str] | None = None,
         cluster_id: str | None = None,
+        probe_ports: bool = True,  # False: leave a taken port to the server's own bind, read from its log
     ) -> None:
         if ports is not None and len(ports) != size:
             raise ValueError(f"{len(ports)} port pairs for {size} nodes")
@@ -400,6 +403,7 @@ class LocalKafkaCluster:
         # Broker settings over the generated ones, on every node (e.g. a test's
         # log.retention.check.interval.ms); values are written as given.
         self.extra_properties = dict(extra_properties or {})
+        self.probe_ports = probe_ports
         self.cluster_id = cluster_id or new_cluster_id()  # given: e.g. to match storage formatted before
         self._requested_ports = ports
         self.nodes: list[KafkaNode] = []
@@ -486,6 +490,7 @@ class LocalKafkaCluster:
             java=java,
             classpath=classpath,
             grace_s=self.grace_s,
+            probe_ports=self.probe_ports,
         )
 
     def wait_ready(self, timeout_s: float) -> None:
@@ -589,6 +594,7 @@ class LocalKafka(LocalKafkaCluster):
         libs_dir: Path = LIBS_DIR,
         extra_properties: Mapping[str, str] | None = None,
         cluster_id: str | None = None,
+        probe_ports: bool = True,  # False: leave a taken port to the server's own bind, read from its log
     ) -> None:
         ports = None
         if port is not None or controller_port is not None:
@@ -608,6 +614,7 @@ class LocalKafka(LocalKafkaCluster):
             libs_dir=libs_dir,
             extra_properties=extra_properties,
             cluster_id=cluster_id,
+            probe_ports=probe_ports,
         )
 
     @property

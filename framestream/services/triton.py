@@ -113,6 +113,7 @@ class LocalTriton:
         log_file: Path | None = None,
         host: str = LOCALHOST,
         startup_timeout_s: float = 180.0,
+        probe_ports: bool = True,  # False: leave a taken port to the server's own bind, read from its log
         pythonpath: tuple[Path, ...] = (REPO_ROOT,),
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
@@ -120,6 +121,7 @@ class LocalTriton:
         self.ports = ports or TritonPorts.free(host)
         self.host = host
         self.startup_timeout_s = startup_timeout_s
+        self.probe_ports = probe_ports
         self.pythonpath = pythonpath
         self._log_file = Path(log_file) if log_file else None
         self._workdir: Path | None = None
@@ -149,7 +151,7 @@ class LocalTriton:
         """Start tritonserver and wait until every model is ready; raise TritonStartError if not."""
         if self._child is not None:
             raise RuntimeError("this LocalTriton is already running")
-        for name, port in vars(self.ports).items():
+        for name, port in vars(self.ports).items() if self.probe_ports else ():
             _require_free_port(self.host, port, name)
         distribution = TritonDistribution.locate(self.venv)
         self._workdir = Path(tempfile.mkdtemp(prefix="framestream-triton-"))
