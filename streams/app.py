@@ -20,8 +20,10 @@ TANSU_FETCH_MAX_WAIT_MS = 100  # the consumer's fetch long-poll on Tansu: see st
 
 class Stage(str, Enum):
     DETECT = "detect"
+    TRACK = "track"
     ALERT = "alert"
     PERSIST = "persist"
+    MONITOR = "monitor"
 
 
 def parse_stages(text: str) -> tuple[Stage, ...]:
@@ -81,6 +83,10 @@ def _register_stages(app: faust.App, stages: Sequence[Stage], context: WorkerCon
         from streams import detect
 
         detect.register(app, context)
+    if Stage.TRACK in stages:
+        from streams import track
+
+        track.register(app, context)
     if Stage.ALERT in stages:
         from streams import alert
 
@@ -89,6 +95,10 @@ def _register_stages(app: faust.App, stages: Sequence[Stage], context: WorkerCon
         from streams import persist
 
         persist.register(app, context)
+    if Stage.MONITOR in stages:
+        from streams import monitor
+
+        monitor.register(app, context)
     from streams import metrics
 
     metrics.register_consumer_metrics(app, context.metrics, context.worker.lag_interval_s)

@@ -20,6 +20,10 @@ FRAMES = "vision.frames.v1"
 DETECTIONS = "vision.detections.v1"
 ALERTS = "vision.alerts.v1"
 DEADLETTER = "vision.deadletter.v1"
+TRACKS = "vision.tracks.v1"  # per-frame tracked objects and scene events (tracking stage)
+MODEL_ALERTS = "vision.model-alerts.v1"  # drift per camera (monitor stage)
+ALERT_REVIEWS = "vision.alert-reviews.v1"  # verdicts on alerts, from downstream systems or the CLI
+HARD_EXAMPLES = "vision.hard-examples.v1"  # frames worth labelling, sampled by the monitor stage
 
 
 @dataclass(frozen=True)
@@ -45,13 +49,38 @@ class TopicNames:
         return self.prefix + DEADLETTER
 
     @property
+    def tracks(self) -> str:
+        return self.prefix + TRACKS
+
+    @property
+    def model_alerts(self) -> str:
+        return self.prefix + MODEL_ALERTS
+
+    @property
+    def alert_reviews(self) -> str:
+        return self.prefix + ALERT_REVIEWS
+
+    @property
+    def hard_examples(self) -> str:
+        return self.prefix + HARD_EXAMPLES
+
+    @property
     def cooldowns_changelog(self) -> str:
         """The alert stage's table changelog; named after the deployment, not the faust app id,
         so the alert state survives a change of stage layout. Created up front like the rest."""
         return f"{self.prefix}framestream.alert.cooldowns-changelog"
 
     def all(self) -> list[str]:
-        return [self.frames, self.detections, self.alerts, self.deadletter]
+        return [
+            self.frames,
+            self.detections,
+            self.alerts,
+            self.deadletter,
+            self.tracks,
+            self.model_alerts,
+            self.alert_reviews,
+            self.hard_examples,
+        ]
 
 
 class TopicError(RuntimeError):
