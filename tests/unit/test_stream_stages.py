@@ -49,13 +49,14 @@ def event(value: bytes | None, headers: object = (), key: bytes | None = b"cam-1
         ("persist, detect", (Stage.DETECT, Stage.PERSIST)),
         ("detect,alert,persist", (Stage.DETECT, Stage.ALERT, Stage.PERSIST)),
         ("detect,detect", (Stage.DETECT,)),
-        ("detect,monitor", ValueError),
+        ("detect,watch", ValueError),
+        ("monitor,track,detect", (Stage.DETECT, Stage.TRACK, Stage.MONITOR)),
         ("", ValueError),
     ],
 )
 def test_parse_stages(text: str, expected: tuple[Stage, ...] | type[Exception]) -> None:
     if isinstance(expected, type):
-        with pytest.raises(expected, match="choose from detect, alert, persist"):
+        with pytest.raises(expected, match="choose from detect, track, alert, persist, monitor"):
             parse_stages(text)
     else:
         assert parse_stages(text) == expected
