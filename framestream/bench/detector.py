@@ -25,7 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 from framestream.bench.photos import PHOTOS, MissingBenchInput, image_files
-from framestream.bench.report import write_json
+from framestream.bench.report import percentile, write_json
 from framestream.settings import Settings
 from processors.decode import DecodeError
 from processors.detector import ObjectDetections, Thresholds, detect_batch
@@ -73,9 +73,7 @@ class RunFigures:
 
 def figures(latencies_s: Sequence[float], elapsed_s: float) -> RunFigures:
     latencies_ms = np.asarray(latencies_s) * 1000.0
-    return RunFigures(
-        len(latencies_s) / elapsed_s, float(np.percentile(latencies_ms, 50)), float(np.percentile(latencies_ms, 95))
-    )
+    return RunFigures(len(latencies_s) / elapsed_s, percentile(latencies_ms, 0.5), percentile(latencies_ms, 0.95))
 
 
 def median_figures(runs: Sequence[RunFigures]) -> RunFigures:

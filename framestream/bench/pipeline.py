@@ -35,7 +35,7 @@ from confluent_kafka import Producer
 
 from framestream.bench.photos import PHOTOS, Photo, load_photos
 from framestream.bench.progress import CommittedFrames, wait_until_stored
-from framestream.bench.report import write_json
+from framestream.bench.report import percentile, write_json
 from framestream.child_process import WorkerProcess
 from framestream.settings import REPO_ROOT, EmbeddedBroker, Settings
 from schemas import FrameMeta
@@ -49,11 +49,6 @@ class RoundFigures:
     frames_per_s: float
     p50_ms: float
     p95_ms: float
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 async def bare_triton(url: str, photos: list[Photo], frames: int, concurrency: int) -> RoundFigures:

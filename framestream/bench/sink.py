@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from framestream.bench.photos import load_photos
-from framestream.bench.report import write_json
+from framestream.bench.report import percentile, write_json
 from framestream.settings import REPO_ROOT, Settings
 from schemas import Alert, BoundingBox, DeadLetter, Detection, FrameDetections, ImageStats, StageTimings
 from schemas.alerts import Severity
@@ -179,11 +179,6 @@ def detector_cpu_per_frame(frames: int) -> tuple[float, int]:
     results = detect_batch(images, infer, [Thresholds()] * len(images), max_batch=1)
     cpu = time.process_time() - cpu_start
     return cpu / len(images), sum(len(result) for result in results if not isinstance(result, Exception))
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
 def print_report(args: argparse.Namespace, stats: LoadStats, detect_cpu: float, detections_seen: int) -> None:

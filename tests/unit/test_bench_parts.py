@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from framestream.bench import breakdown, cpu
 from framestream.bench.feeder import load_frames, save_frames
 from framestream.bench.jpegs import camera_jpegs, encode_near
 from framestream.bench.photos import PHOTOS
+from framestream.bench.report import percentile
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -130,3 +132,24 @@ def test_triton_statistics_per_request_and_the_steps_of_a_frame() -> None:
     steps = dict(breakdown.steps(times, breakdown.WindowTimes(3.0, 4.0, 30.0, 25.0, {"detector": window})))
     assert steps["gRPC + client (Triton round trip - server)"] == pytest.approx(3.0)
     assert steps["persist: consume + wait for flush"] == pytest.approx(300.0 - 45.0 - 4.0 - 25.0)
+
+
+@pytest.mark.parametrize(
+    ("values", "fraction", "expected"),
+    [
+        ([3.0, 1.0, 2.0], 0.5, 2.0),
+        ([0.0, 10.0], 0.95, 9.5),  # interpolated, like numpy, for every benchmark alike
+        ([7.0], 0.95, 7.0),
+        (list(range(101)), 0.95, 95.0),
+    ],
+)
+def test_percentile_is_one_definition_for_every_benchmark(
+    values: list[float], fraction: float, expected: float
+) -> None:
+    assert percentile(values, fraction) == pytest.approx(expected)
+
+
+def test_percentile_of_nothing_is_nan_and_a_bad_fraction_is_refused() -> None:
+    assert math.isnan(percentile([], 0.5))
+    with pytest.raises(ValueError, match="within 0..1"):
+        percentile([1.0], 95)
