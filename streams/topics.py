@@ -24,6 +24,7 @@ TRACKS = "vision.tracks.v1"  # per-frame tracked objects and scene events (track
 MODEL_ALERTS = "vision.model-alerts.v1"  # drift per camera (monitor stage)
 ALERT_REVIEWS = "vision.alert-reviews.v1"  # verdicts on alerts, from downstream systems or the CLI
 HARD_EXAMPLES = "vision.hard-examples.v1"  # frames worth labelling, sampled by the monitor stage
+CAMERA_HEALTH = "vision.camera-health.v1"  # per-camera health events from ingest
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,10 @@ class TopicNames:
         return self.prefix + HARD_EXAMPLES
 
     @property
+    def camera_health(self) -> str:
+        return self.prefix + CAMERA_HEALTH
+
+    @property
     def cooldowns_changelog(self) -> str:
         """The alert stage's table changelog; named after the deployment, not the faust app id,
         so the alert state survives a change of stage layout. Created up front like the rest."""
@@ -80,6 +85,7 @@ class TopicNames:
             self.model_alerts,
             self.alert_reviews,
             self.hard_examples,
+            self.camera_health,
         ]
 
 
