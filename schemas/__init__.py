@@ -5,10 +5,12 @@ from schemas.base import SCHEMA_VERSION, Message
 from schemas.deadletter import DeadLetter
 from schemas.detections import BoundingBox, Detection, FrameDetections, StageTimings
 from schemas.frames import FrameMeta, ImageStats
+from schemas.reviews import AlertReview
 
 __all__ = [
     "SCHEMA_VERSION",
     "Alert",
+    "AlertReview",
     "BoundingBox",
     "DeadLetter",
     "Detection",

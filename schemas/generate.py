@@ -20,6 +20,7 @@ from schemas.alerts import Alert
 from schemas.deadletter import DeadLetter
 from schemas.detections import FrameDetections
 from schemas.frames import FrameMeta
+from schemas.reviews import AlertReview
 from schemas.rules import RuleSet
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "json"
@@ -30,6 +31,7 @@ MODELS: dict[str, tuple[type[BaseModel], str]] = {
     "frame-meta": (FrameMeta, "Frame metadata, carried in the record headers of vision.frames.v1 (prefix 'fs-')."),
     "frame-detections": (FrameDetections, "Per-frame detections, the value of vision.detections.v1."),
     "alert": (Alert, "An alert raised by a rule, the value of vision.alerts.v1."),
+    "alert-review": (AlertReview, "A verdict on an alert, the value of vision.alert-reviews.v1."),
     "dead-letter": (DeadLetter, "Rejected input with its reason and original bytes: vision.deadletter.v1."),
     "rules": (RuleSet, "The alert rules YAML file (samples/rules.yaml)."),
 }

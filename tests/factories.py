@@ -14,6 +14,7 @@ from typing import Any
 from schemas import Alert, BoundingBox, DeadLetter, Detection, FrameDetections, FrameMeta, ImageStats
 from schemas.alerts import Severity
 from schemas.coco import COCO_CLASSES
+from schemas.reviews import AlertReview, review_id_for
 
 BASE_TIME = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 FRAME_INTERVAL = timedelta(seconds=0.1)
@@ -152,3 +153,25 @@ def make_dead_letter(
         "failed_at": failed_at or BASE_TIME,
     }
     return DeadLetter(**(fields | overrides))
+
+
+def make_alert_review(
+    alert: Alert | None = None,
+    verdict: str = "true_positive",
+    reviewer: str = "ana",
+    *,
+    reviewed_at: datetime | None = None,
+    **overrides: Any,
+) -> AlertReview:
+    reviewed = alert or make_alert()
+    fields: dict[str, Any] = {
+        "review_id": review_id_for(reviewed.alert_id, reviewer),
+        "alert_id": reviewed.alert_id,
+        "camera_id": reviewed.camera_id,
+        "rule_id": reviewed.rule_id,
+        "event_id": reviewed.event_id,
+        "verdict": verdict,
+        "reviewer": reviewer,
+        "reviewed_at": reviewed_at or reviewed.raised_at + timedelta(minutes=5),
+    }
+    return AlertReview(**(fields | overrides))

@@ -14,6 +14,7 @@ from schemas import Alert, BoundingBox, DeadLetter, FrameDetections, FrameMeta, 
 from schemas.frames import HEADER_PREFIX
 from tests.factories import (
     make_alert,
+    make_alert_review,
     make_dead_letter,
     make_detection,
     make_frame_detections,
@@ -31,6 +32,8 @@ BUILDERS: list[Callable[[], BaseModel]] = [
     ),
     make_alert,
     lambda: make_alert(zone="door", object_count=3),
+    make_alert_review,
+    lambda: make_alert_review(verdict="false_positive", corrected_class="dog", note="a dog"),
     make_dead_letter,
     lambda: make_dead_letter(original=bytes(range(256)), key=b"\xff\xfe", headers={"fs-camera-id": "cam-1"}),
 ]
@@ -151,3 +154,25 @@ def test_detection_ids_follow_the_frame() -> None:
     assert frame.event_id == "gate:5"
     assert [d.detection_id for d in frame.detections] == ["gate:5:0", "gate:5:1"]
     assert [d.class_id for d in frame.detections] == [0, 16]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"review_id": "other"}, "review_id must be"),
+        ({"verdict": "maybe"}, "verdict"),
+        ({"reviewer": ""}, "reviewer"),
+        ({"camera_id": "bad camera"}, "camera_id"),
+        ({"corrected_class": ""}, "corrected_class"),
+    ],
+)
+def test_alert_review_refuses(overrides: dict[str, object], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        make_alert_review(**overrides)
+
+
+def test_alert_review_copies_the_alert() -> None:
+    alert = make_alert("person-at-door", "gate.2", 41)
+    review = make_alert_review(alert, "false_positive", "bob")
+    assert review.review_id == "person-at-door:gate.2:41:bob"
+    assert (review.camera_id, review.rule_id, review.event_id) == ("gate.2", "person-at-door", "gate.2:41")
