@@ -11,7 +11,7 @@ from schemas.base import SCHEMA_VERSION, Base64Bytes, Message, UtcDatetime
 
 class DeadLetter(Message):
     schema_version: Literal[1] = SCHEMA_VERSION
-    stage: Literal["ingest", "detect", "alert", "persist"]
+    stage: Literal["ingest", "detect", "track", "alert", "persist", "monitor", "bridge"]
     reason: str = Field(description="human-readable cause, e.g. the validation error or the decoder's message")
     error_type: str = Field(description="exception class or Triton status code")
     source_topic: str
