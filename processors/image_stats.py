@@ -1,4 +1,4 @@
-"""Cheap per-frame image statistics for health and drift panels.
+"""Cheap per-frame image statistics (brightness, contrast, sharpness) for health and drift panels.
 
 Computed on a grey image downscaled to a fixed width, so that sharpness is
 comparable between a 640-pixel and a 4K camera and costs the same for both.
@@ -21,6 +21,7 @@ class ImageStatsValues:
 
     brightness: float  # mean grey level, 0..255
     sharpness: float  # variance of the Laplacian, >= 0; low values mean blur or a blank scene
+    contrast: float  # standard deviation of the grey levels, 0..127.5; low values mean fog or glare
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -54,4 +55,5 @@ def image_stats(image: np.ndarray, width: int = STATS_WIDTH) -> ImageStatsValues
     brightness = float(np.clip(grey.mean(), 0.0, 255.0))
     laplacian = cv2.Laplacian(grey, cv2.CV_64F)
     sharpness = float(max(laplacian.var(), 0.0))
-    return ImageStatsValues(brightness=brightness, sharpness=sharpness)
+    contrast = float(np.clip(grey.std(), 0.0, 127.5))
+    return ImageStatsValues(brightness=brightness, sharpness=sharpness, contrast=contrast)

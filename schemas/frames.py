@@ -17,6 +17,9 @@ class ImageStats(Message):
 
     brightness: float = Field(ge=0.0, le=255.0, description="mean grey level")
     sharpness: float = Field(ge=0.0, description="variance of the Laplacian of the grey image")
+    contrast: float | None = Field(
+        None, ge=0.0, le=255.0, description="standard deviation of the grey levels (absent from older producers)"
+    )
 
 
 class FrameMeta(Message):
@@ -47,6 +50,8 @@ class FrameMeta(Message):
         if self.stats is not None:
             fields["brightness"] = repr(self.stats.brightness)
             fields["sharpness"] = repr(self.stats.sharpness)
+            if self.stats.contrast is not None:
+                fields["contrast"] = repr(self.stats.contrast)
         return [(HEADER_PREFIX + name, value.encode()) for name, value in fields.items()]
 
     @classmethod
@@ -60,7 +65,9 @@ class FrameMeta(Message):
         }
         stats = None
         if "brightness" in raw or "sharpness" in raw:
-            stats = ImageStats(brightness=raw.get("brightness"), sharpness=raw.get("sharpness"))
+            stats = ImageStats(
+                brightness=raw.get("brightness"), sharpness=raw.get("sharpness"), contrast=raw.get("contrast")
+            )
         return cls(
             schema_version=int(raw.get("schema-version", SCHEMA_VERSION)),
             camera_id=raw.get("camera-id"),

@@ -48,7 +48,7 @@ def encode_frame(camera: Camera, captured: CapturedFrame, frame_seq: int) -> Enc
         captured_at=captured.captured_at,
         width=int(image.shape[1]),
         height=int(image.shape[0]),
-        stats=ImageStats(brightness=stats.brightness, sharpness=stats.sharpness),
+        stats=ImageStats(brightness=stats.brightness, sharpness=stats.sharpness, contrast=stats.contrast),
     )
     return EncodedFrame(jpeg=np.asarray(buffer).tobytes(), meta=meta)
 

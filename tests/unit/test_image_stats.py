@@ -53,7 +53,9 @@ def test_downscale_keeps_aspect_and_never_upscales() -> None:
 def test_results_fit_the_message_schema() -> None:
     rng = np.random.default_rng(0)
     stats = image_stats(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8))
-    ImageStats(brightness=stats.brightness, sharpness=stats.sharpness)  # raises if out of bounds
+    ImageStats(
+        brightness=stats.brightness, sharpness=stats.sharpness, contrast=stats.contrast
+    )  # raises if out of bounds
 
 
 @pytest.mark.parametrize(
@@ -67,3 +69,13 @@ def test_results_fit_the_message_schema() -> None:
 def test_bad_images_are_rejected(image: np.ndarray, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         image_stats(image)
+
+
+def test_contrast_is_the_spread_of_grey_levels() -> None:
+    halves = np.zeros((64, 64), np.uint8)
+    halves[:, 32:] = 200  # half black, half grey 200: standard deviation 100
+    assert image_stats(halves).contrast == pytest.approx(100.0)
+    assert image_stats(np.full((64, 64), 90, np.uint8)).contrast == 0.0
+    photo = cv2.imread(str(PHOTO))
+    washed_out = cv2.addWeighted(photo, 0.3, np.full_like(photo, 200), 0.7, 0)  # fog: grey veil over the scene
+    assert image_stats(washed_out).contrast < image_stats(photo).contrast * 0.4

@@ -53,6 +53,7 @@ def test_json_round_trip(build: Callable[[], BaseModel]) -> None:
         make_frame_meta(),
         make_frame_meta("gate.2", 12345, width=1920, height=1080, content_type="image/png"),
         make_frame_meta(stats=ImageStats(brightness=0.1 + 0.2, sharpness=987.654321)),
+        make_frame_meta(stats=ImageStats(brightness=12.5, sharpness=3.0, contrast=0.1 + 0.7)),
         make_frame_meta(captured_at=datetime(2025, 6, 1, 8, 30, 0, 123456, tzinfo=timezone(timedelta(hours=2)))),
     ],
 )
