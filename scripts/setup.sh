@@ -5,6 +5,8 @@
 #   .venv-triton       the real tritonserver from nvidia-pytriton; its Python backend needs numpy < 2
 #   infra/kafka/libs/  Apache Kafka (KRaft) and its runtime jars from Maven Central (needs Java 17+ and
 #                      Maven); without them the embedded stack and the tests fall back to Tansu
+#   Debian packages    servers the integration tests talk to (mosquitto: the MQTT bridge), installed
+#                      with apt-get when missing and this runs as root; otherwise their tests skip, naming them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
@@ -40,4 +42,20 @@ else
   echo "$kafka_hash" > infra/kafka/libs/.framestream-stamp
   kafka_status="infra/kafka/libs ready (Apache Kafka)"
 fi
-echo "setup: .venv and .venv-triton ready; $kafka_status"
+# Debian packages the tests use: "command:package" (append here; one apt-get for all).
+DEBIAN_PACKAGES=("mosquitto:mosquitto")
+missing=()
+for entry in "${DEBIAN_PACKAGES[@]}"; do
+  command -v "${entry%%:*}" >/dev/null || [[ -x "/usr/sbin/${entry%%:*}" ]] || missing+=("${entry#*:}")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    debian_status="installed ${missing[*]}"
+  else
+    debian_status="not root or no apt-get: ${missing[*]} missing, their tests will skip"
+  fi
+else
+  debian_status="Debian packages present"
+fi
+echo "setup: .venv and .venv-triton ready; $kafka_status; $debian_status"
