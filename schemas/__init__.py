@@ -5,6 +5,7 @@ from schemas.base import SCHEMA_VERSION, Message
 from schemas.deadletter import DeadLetter
 from schemas.detections import BoundingBox, Detection, FrameDetections, StageTimings
 from schemas.frames import FrameMeta, ImageStats
+from schemas.hard_examples import HardExample, HardExampleReason
 from schemas.reviews import AlertReview
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "Detection",
     "FrameDetections",
     "FrameMeta",
+    "HardExample",
+    "HardExampleReason",
     "ImageStats",
     "Message",
     "StageTimings",

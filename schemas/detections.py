@@ -60,3 +60,5 @@ class FrameDetections(Message):
     detections: tuple[Detection, ...] = ()
     stats: ImageStats | None = None
     timings: StageTimings = StageTimings()
+    frame_partition: int | None = Field(None, ge=0, description="where the frame lies on vision.frames.v1")
+    frame_offset: int | None = Field(None, ge=0, description="the frame record's offset in that partition")

@@ -20,6 +20,7 @@ from schemas.alerts import Alert
 from schemas.deadletter import DeadLetter
 from schemas.detections import FrameDetections
 from schemas.frames import FrameMeta
+from schemas.hard_examples import HardExample
 from schemas.reviews import AlertReview
 from schemas.rules import RuleSet
 
@@ -32,6 +33,7 @@ MODELS: dict[str, tuple[type[BaseModel], str]] = {
     "frame-detections": (FrameDetections, "Per-frame detections, the value of vision.detections.v1."),
     "alert": (Alert, "An alert raised by a rule, the value of vision.alerts.v1."),
     "alert-review": (AlertReview, "A verdict on an alert, the value of vision.alert-reviews.v1."),
+    "hard-example": (HardExample, "A frame worth labelling, sampled by the monitor stage: vision.hard-examples.v1."),
     "dead-letter": (DeadLetter, "Rejected input with its reason and original bytes: vision.deadletter.v1."),
     "rules": (RuleSet, "The alert rules YAML file (samples/rules.yaml)."),
 }

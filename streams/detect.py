@@ -202,7 +202,11 @@ class DetectStage:
     def _record(self, event: EventT, outcome: FrameDetections | Rejection) -> Outgoing:
         if isinstance(outcome, Rejection):
             return self.dead_letters.record(event, outcome)
-        return Outgoing(self.detections_topic, outcome.camera_id.encode(), outcome.model_dump_json().encode())
+        # Where the JPEG lies, so the monitor can read a hard example's image back (detections carry none).
+        located = outcome.model_copy(
+            update={"frame_partition": event.message.partition, "frame_offset": event.message.offset}
+        )
+        return Outgoing(self.detections_topic, located.camera_id.encode(), located.model_dump_json().encode())
 
     def _frame_detections(self, meta: FrameMeta, found: ObjectDetections, timings: StageTimings) -> FrameDetections:
         return FrameDetections(

@@ -31,6 +31,7 @@ from faust.types import EventT
 from pydantic import ValidationError
 
 from schemas import Alert, DeadLetter, FrameDetections
+from schemas.hard_examples import HardExample
 from streams.context import WorkerContext, raw_topic
 from streams.deadletter import DeadLetterRule, Rejection
 from streams.delivery import Outgoing, hold, produce_in_order, release_now
@@ -46,7 +47,7 @@ TAKE_MAX = 500  # events handed to the sink at a time; the sink decides when to 
 @dataclass(frozen=True)
 class Buffered:
     event: EventT
-    kind: str  # detections | alerts | deadletters
+    kind: str  # detections | alerts | deadletters | hard_examples
 
 
 class PersistStage:
@@ -62,6 +63,7 @@ class PersistStage:
             context.topics.detections: (FrameDetections, "detections"),
             context.topics.alerts: (Alert, "alerts"),
             context.topics.deadletter: (DeadLetter, "deadletters"),
+            context.topics.hard_examples: (HardExample, "hard_examples"),
         }
         self.held: list[EventT] = []  # every event since the last flush, stored or not
         self.buffered: dict[str, Buffered] = {}  # message id -> its record, for what ClickHouse refuses
@@ -191,7 +193,7 @@ def register(app: faust.App, context: WorkerContext) -> PersistStage:
     topics = context.topics
     stage = PersistStage(context, open_sink(context), raw_topic(app, topics.deadletter))
     context.closers.append(stage.close)
-    source = raw_topic(app, topics.detections, topics.alerts, topics.deadletter)
+    source = raw_topic(app, topics.detections, topics.alerts, topics.deadletter, topics.hard_examples)
     # A row waits at most the deadline plus one tick (and its INSERT) before it is stored.
     window = timedelta(seconds=min(0.2, max(0.01, context.worker.persist_max_interval_s / 4)))
 

@@ -10,12 +10,14 @@ instead of failing a whole batch later.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, TypeAlias
 
 from schemas import Alert, DeadLetter, FrameDetections
+from schemas.hard_examples import HardExample
 
 ORIGINAL_HEAD_BYTES = 4096
 
@@ -99,8 +101,28 @@ class DeadLetterRow(NamedTuple):
     failed_at: datetime
 
 
-Row: TypeAlias = FrameRow | DetectionRow | AlertRow | DeadLetterRow
-Persistable: TypeAlias = FrameDetections | Alert | DeadLetter
+class HardExampleRow(NamedTuple):
+    example_id: str
+    camera_id: str
+    frame_seq: int
+    event_id: str
+    reason: str
+    detail: str
+    captured_at: datetime
+    sampled_at: datetime
+    image_uri: str | None
+    predictions_uri: str
+    width: int
+    height: int
+    model_name: str
+    model_version: str
+    prediction_count: int
+    predictions: str
+    review_id: str | None
+
+
+Row: TypeAlias = FrameRow | DetectionRow | AlertRow | DeadLetterRow | HardExampleRow
+Persistable: TypeAlias = FrameDetections | Alert | DeadLetter | HardExample
 
 
 @dataclass(frozen=True)
@@ -159,7 +181,15 @@ DEAD_LETTERS = Table(
     (("source_partition", INT32), ("source_offset", INT64), ("original_size", UINT32)),
     time_is_deterministic=False,  # a record rejected again after a restart fails at a new time
 )
-TABLES: tuple[Table, ...] = (FRAMES, DETECTIONS, ALERTS, DEAD_LETTERS)
+HARD_EXAMPLES = Table(
+    "hard_examples",
+    HardExampleRow,
+    "example_id",
+    "captured_at",
+    ("camera_id",),
+    (("frame_seq", UINT64), ("width", UINT32), ("height", UINT32), ("prediction_count", UINT32)),
+)
+TABLES: tuple[Table, ...] = (FRAMES, DETECTIONS, ALERTS, DEAD_LETTERS, HARD_EXAMPLES)
 
 
 class RowConversionError(ValueError):
@@ -191,6 +221,8 @@ def message_id(message: Persistable) -> str:
         return message.event_id
     if isinstance(message, Alert):
         return message.alert_id
+    if isinstance(message, HardExample):
+        return message.example_id
     return dead_letter_id(message)
 
 
@@ -289,6 +321,29 @@ def dead_letter_row(letter: DeadLetter) -> DeadLetterRow:
     )
 
 
+def hard_example_row(example: HardExample) -> HardExampleRow:
+    predictions = json.dumps([detection.model_dump(mode="json") for detection in example.predictions])
+    return HardExampleRow(
+        example_id=example.example_id,
+        camera_id=example.camera_id,
+        frame_seq=example.frame_seq,
+        event_id=example.event_id,
+        reason=example.reason.value,
+        detail=example.detail,
+        captured_at=example.captured_at,
+        sampled_at=example.sampled_at,
+        image_uri=example.image_uri,
+        predictions_uri=example.predictions_uri,
+        width=example.width,
+        height=example.height,
+        model_name=example.model_name,
+        model_version=example.model_version,
+        prediction_count=len(example.predictions),
+        predictions=predictions,
+        review_id=example.review_id,
+    )
+
+
 def rows_for(message: Persistable) -> MessageRows:
     """All rows of one message, checked against the column types; raises ``RowConversionError``."""
     if isinstance(message, FrameDetections):
@@ -297,8 +352,12 @@ def rows_for(message: Persistable) -> MessageRows:
         parts = (TableRows(ALERTS, (alert_row(message),)),)
     elif isinstance(message, DeadLetter):
         parts = (TableRows(DEAD_LETTERS, (dead_letter_row(message),)),)
+    elif isinstance(message, HardExample):
+        parts = (TableRows(HARD_EXAMPLES, (hard_example_row(message),)),)
     else:
-        raise TypeError(f"cannot persist a {type(message).__name__}; expected FrameDetections, Alert or DeadLetter")
+        raise TypeError(
+            f"cannot persist a {type(message).__name__}; expected FrameDetections, Alert, DeadLetter or HardExample"
+        )
     identifier = message_id(message)
     for part in parts:
         for row in part.rows:
