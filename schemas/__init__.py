@@ -2,6 +2,7 @@
 
 from schemas.alerts import Alert
 from schemas.base import SCHEMA_VERSION, Message
+from schemas.camera_health import CameraHealth, CameraState, HealthTrigger
 from schemas.deadletter import DeadLetter
 from schemas.detections import BoundingBox, Detection, FrameDetections, StageTimings
 from schemas.frames import FrameMeta, ImageStats
@@ -13,12 +14,15 @@ __all__ = [
     "Alert",
     "AlertReview",
     "BoundingBox",
+    "CameraHealth",
+    "CameraState",
     "DeadLetter",
     "Detection",
     "FrameDetections",
     "FrameMeta",
     "HardExample",
     "HardExampleReason",
+    "HealthTrigger",
     "ImageStats",
     "Message",
     "StageTimings",

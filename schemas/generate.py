@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.alerts import Alert
+from schemas.camera_health import CameraHealth
 from schemas.deadletter import DeadLetter
 from schemas.detections import FrameDetections
 from schemas.frames import FrameMeta
@@ -34,6 +35,7 @@ MODELS: dict[str, tuple[type[BaseModel], str]] = {
     "alert": (Alert, "An alert raised by a rule, the value of vision.alerts.v1."),
     "alert-review": (AlertReview, "A verdict on an alert, the value of vision.alert-reviews.v1."),
     "hard-example": (HardExample, "A frame worth labelling, sampled by the monitor stage: vision.hard-examples.v1."),
+    "camera-health": (CameraHealth, "Per-camera health from ingest, the value of vision.camera-health.v1."),
     "dead-letter": (DeadLetter, "Rejected input with its reason and original bytes: vision.deadletter.v1."),
     "rules": (RuleSet, "The alert rules YAML file (samples/rules.yaml)."),
 }
