@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.triton",
     "tests.fixtures.clickhouse",
+    "tests.fixtures.mqtt",
 ]
