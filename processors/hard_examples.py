@@ -128,7 +128,7 @@ class HardExampleSelector:
             return ""
         distance = np.abs(frame.scores - self.score_threshold)
         index = int(np.argmin(distance))
-        if distance[index] > self.uncertain_band:
+        if distance[index] > self.uncertain_band + 1e-9:  # the band's edge is in it
             return ""
         return (
             f"{frame.class_names[index]} {frame.scores[index]:.3f} within {self.uncertain_band:g} "
@@ -149,7 +149,7 @@ class HardExampleSelector:
 
     def _rare(self, frame: FrameObservation, memory: _CameraMemory) -> str:
         seen = len(memory.classes)
-        if seen < self.rare_min_history:
+        if seen == 0 or seen < self.rare_min_history:
             return ""
         for name in sorted(set(frame.class_names)):
             share = memory.counts[name] / seen
