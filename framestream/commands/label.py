@@ -71,6 +71,8 @@ def run_convert(args: argparse.Namespace, settings: Settings) -> int:
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
     import threading
 
+    from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
     from framestream.labels.tasks import export_task, parse_duration, query_examples
     from processors.labels import LabelError
     from streams.delivery import STAGE_RETRY
@@ -92,8 +94,14 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as error:
         print(f"framestream label: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (ChdbBusyError, OSError) as error:
+    except (ChdbBusyError, OSError, OperationalError) as error:
         print(f"framestream label: ClickHouse unavailable: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except DatabaseError as error:
+        print(
+            f"framestream label: cannot read hard_examples (run `framestream migrate` first?): {error}",
+            file=sys.stderr,
+        )
         return EXIT_UNAVAILABLE
     endpoint = HardExampleSettings().s3_endpoint_url or None
     stop = threading.Event()
