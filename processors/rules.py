@@ -9,13 +9,18 @@ frames after a crash gives the same decisions and the same ids.
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from typing import NamedTuple
 
+from pydantic import BaseModel, ConfigDict
+
+from processors.scene import TrackScene
 from processors.zones import PolygonZone
 from schemas.alerts import Alert
 from schemas.detections import Detection, FrameDetections
-from schemas.rules import Rule, RuleSet
+from schemas.rules import CountRule, CrossingRule, DwellRule, Rule, RuleSet
+from schemas.tracks import FrameTracks, TrackedObject
 
 CooldownState = dict[str, float]
 """Per camera: rule id -> ``captured_at`` (epoch seconds) of the frame that last raised it."""
@@ -97,4 +102,131 @@ def _make_alert(rule: Rule, frame: FrameDetections, matches: list[Detection], ra
         message=(
             f"{rule.description}: {len(matches)} matching object(s){where}, best {best.class_name} {best.score:.2f}"
         ),
+    )
+
+
+class CountWindow(BaseModel):
+    """A count rule's current tumbling window: its start (epoch s), crossings so far, alerted yet."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: float
+    count: int = 0
+    fired: bool = False
+
+
+class TrackJudgement(NamedTuple):
+    alerts: list[Alert]
+    scenes: dict[str, TrackScene]
+    counts: dict[str, CountWindow]
+
+
+class TrackRuleEvaluator:
+    """The rules file's ``track_rules`` applied to one camera's tracked frame at a time.
+
+    Deduplication is in the ids and the state: a dwell or crossing rule alerts once per track
+    (id ``<rule_id>:<track_id>``, the rule remembered in the track's ``fired``), a count rule once
+    per window (id ``<rule_id>:<camera_id>:<window start, epoch ms>``). Time is capture time."""
+
+    def __init__(self, rule_set: RuleSet) -> None:
+        self.rules = rule_set.track_rules
+
+    def evaluate(
+        self,
+        frame: FrameTracks,
+        scenes: dict[str, TrackScene],
+        counts: dict[str, CountWindow],
+        *,
+        raised_at: datetime,
+    ) -> TrackJudgement:
+        """Alerts for ``frame``, and the tracks' and windows' new state (the arguments are not modified)."""
+        scenes = {key: scene.model_copy() for key, scene in scenes.items()}
+        counts = {key: window.model_copy() for key, window in counts.items()}
+        alerts: list[Alert] = []
+        for rule in self.rules:
+            if not rule.applies_to(frame.camera_id):
+                continue
+            if isinstance(rule, CountRule):
+                alerts += self._count(rule, frame, counts, raised_at)
+                continue
+            for obj, detail in self._per_track(rule, frame, scenes):
+                scene = scenes[obj.track_id or ""]
+                if rule.id in scene.fired:
+                    continue
+                scene.fired = (*scene.fired, rule.id)
+                alerts.append(_track_alert(rule, frame, obj, f"{rule.id}:{obj.track_id}", detail, raised_at))
+        return TrackJudgement(alerts, scenes, counts)
+
+    @staticmethod
+    def _per_track(
+        rule: DwellRule | CrossingRule, frame: FrameTracks, scenes: dict[str, TrackScene]
+    ) -> list[tuple[TrackedObject, str]]:
+        now = frame.captured_at.timestamp()
+        found = []
+        if isinstance(rule, DwellRule):
+            for obj in frame.objects:
+                scene = scenes.get(obj.track_id or "")
+                stay = scene.zones.get(rule.zone) if scene is not None else None
+                if stay is not None and obj.class_name in rule.classes and now - stay.entered_at >= rule.min_dwell_s:
+                    found.append((obj, f"in zone {rule.zone!r} for {now - stay.entered_at:.1f} s"))
+            return found
+        by_track = {obj.track_id: obj for obj in frame.objects if obj.track_id is not None}
+        for crossing in frame.crossings:
+            obj = by_track.get(crossing.track_id)
+            if obj is None or crossing.line != rule.line or obj.class_name not in rule.classes:
+                continue
+            if rule.direction.value in ("any", crossing.direction.value) and crossing.track_id in scenes:
+                found.append((obj, f"crossed line {rule.line!r} ({crossing.direction.value})"))
+        return found
+
+    @staticmethod
+    def _count(rule: CountRule, frame: FrameTracks, counts: dict[str, CountWindow], raised_at: datetime) -> list[Alert]:
+        now = frame.captured_at.timestamp()
+        start = math.floor(now / rule.period_s) * rule.period_s
+        window = counts.get(rule.id)
+        if window is None or window.start != start:
+            window = CountWindow(start=start)
+        by_track = {obj.track_id: obj for obj in frame.objects if obj.track_id is not None}
+        matching = [
+            crossing
+            for crossing in frame.crossings
+            if crossing.line == rule.line
+            and rule.direction.value in ("any", crossing.direction.value)
+            and crossing.class_name in rule.classes
+        ]
+        window.count += len(matching)
+        counts[rule.id] = window
+        if window.fired or window.count <= rule.above or not matching:
+            return []
+        window.fired = True
+        obj = by_track[matching[-1].track_id]
+        alert_id = f"{rule.id}:{frame.camera_id}:{round(start * 1000)}"
+        detail = f"{window.count} crossings of line {rule.line!r} since {datetime.fromtimestamp(start, UTC):%H:%M:%S}"
+        return [_track_alert(rule, frame, obj, alert_id, detail, raised_at, count=window.count)]
+
+
+def _track_alert(
+    rule: DwellRule | CrossingRule | CountRule,
+    frame: FrameTracks,
+    obj: TrackedObject,
+    alert_id: str,
+    detail: str,
+    raised_at: datetime,
+    count: int = 1,
+) -> Alert:
+    return Alert(
+        alert_id=alert_id,
+        rule_id=rule.id,
+        severity=rule.severity,
+        camera_id=frame.camera_id,
+        frame_seq=frame.frame_seq,
+        event_id=frame.event_id,
+        captured_at=frame.captured_at,
+        raised_at=raised_at,
+        class_name=obj.class_name,
+        score=obj.score,
+        box=obj.box,
+        zone=rule.zone if isinstance(rule, DwellRule) else None,
+        object_count=max(1, count),
+        message=f"{rule.description}: {obj.class_name} track {obj.track_id} {detail}",
     )

@@ -8,6 +8,7 @@ from schemas.detections import BoundingBox, Detection, FrameDetections, StageTim
 from schemas.frames import FrameMeta, ImageStats
 from schemas.hard_examples import HardExample, HardExampleReason
 from schemas.reviews import AlertReview
+from schemas.tracks import FrameTracks
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -20,6 +21,7 @@ __all__ = [
     "Detection",
     "FrameDetections",
     "FrameMeta",
+    "FrameTracks",
     "HardExample",
     "HardExampleReason",
     "HealthTrigger",

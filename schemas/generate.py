@@ -24,6 +24,7 @@ from schemas.frames import FrameMeta
 from schemas.hard_examples import HardExample
 from schemas.reviews import AlertReview
 from schemas.rules import RuleSet
+from schemas.tracks import FrameTracks
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "json"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -36,6 +37,7 @@ MODELS: dict[str, tuple[type[BaseModel], str]] = {
     "alert-review": (AlertReview, "A verdict on an alert, the value of vision.alert-reviews.v1."),
     "hard-example": (HardExample, "A frame worth labelling, sampled by the monitor stage: vision.hard-examples.v1."),
     "camera-health": (CameraHealth, "Per-camera health from ingest, the value of vision.camera-health.v1."),
+    "frame-tracks": (FrameTracks, "Per-frame tracked objects and scene events, the value of vision.tracks.v1."),
     "dead-letter": (DeadLetter, "Rejected input with its reason and original bytes: vision.deadletter.v1."),
     "rules": (RuleSet, "The alert rules YAML file (samples/rules.yaml)."),
 }

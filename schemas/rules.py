@@ -10,7 +10,7 @@ import difflib
 import math
 from collections.abc import Sequence
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Literal
 
 import shapely
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
@@ -157,12 +158,145 @@ class Rule(BaseModel):
         return self.cameras is None or camera_id in self.cameras
 
 
+class LineConfig(BaseModel):
+    """A counting line: a track whose anchor crosses the segment start -> end is counted once per crossing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=SLUG_PATTERN, title="Line name", description="Slug, unique among the lines.")
+    normalized: bool = Field(
+        True, title="Normalized coordinates", description="true: fractions of width/height in [0, 1]; false: pixels."
+    )
+    start: tuple[float, float] = Field(title="Start point", description="[x, y] where the line starts.")
+    end: tuple[float, float] = Field(
+        title="End point",
+        description="[x, y] where it ends. 'in' is a crossing from the left of start -> end to its right as seen "
+        "on the screen (y grows downwards): for a line drawn left to right, 'in' means moving down the picture.",
+    )
+    anchor: Anchor = Field(Anchor.BOTTOM_CENTER, title="Anchor point", description="Point of each box that crosses.")
+    cameras: tuple[CameraId, ...] | None = Field(None, min_length=1, title="Cameras", description="Omit for all.")
+
+    @model_validator(mode="after")
+    def _segment(self) -> LineConfig:
+        _check_range([self.start, self.end], normalized=self.normalized)
+        if not all(math.isfinite(value) for value in (*self.start, *self.end)):
+            raise ValueError("coordinates must be finite numbers")
+        if self.start == self.end:
+            raise ValueError("start and end must differ (a line needs a length)")
+        return self
+
+    def applies_to(self, camera_id: str) -> bool:
+        return self.cameras is None or camera_id in self.cameras
+
+
+class SceneZone(ZoneConfig):
+    """A zone of the scene analytics: occupancy per frame and dwell per visiting track."""
+
+    cameras: tuple[CameraId, ...] | None = Field(None, min_length=1, title="Cameras", description="Omit for all.")
+
+    def applies_to(self, camera_id: str) -> bool:
+        return self.cameras is None or camera_id in self.cameras
+
+
+class CrossingDirection(str, Enum):
+    IN = "in"
+    OUT = "out"
+    ANY = "any"
+
+
+class _TrackRuleBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=SLUG_PATTERN, title="Rule id", description="Unique among all rules; part of alert ids.")
+    description: str = Field(min_length=1, max_length=500, title="Description")
+    severity: Severity = Field(Severity.WARNING, title="Severity")
+    classes: tuple[ClassName, ...] = Field(min_length=1, title="Classes", description="COCO class names of tracks.")
+    cameras: tuple[CameraId, ...] | None = Field(None, min_length=1, title="Cameras", description="Omit for all.")
+
+    _known_classes = field_validator("classes")(Rule._known_classes.__func__)
+
+    def applies_to(self, camera_id: str) -> bool:
+        return self.cameras is None or camera_id in self.cameras
+
+
+class DwellRule(_TrackRuleBase):
+    """A track inside a zone for at least ``min_dwell_s``: one alert per track."""
+
+    kind: Literal["dwell"] = Field(title="Kind")
+    zone: str = Field(pattern=SLUG_PATTERN, title="Zone", description="Name of an entry of `zones`.")
+    min_dwell_s: float = Field(gt=0, le=86400, title="Minimum dwell (s)", description="Capture-time seconds inside.")
+
+
+class CrossingRule(_TrackRuleBase):
+    """A track crossing a line in a direction: one alert per track."""
+
+    kind: Literal["crossing"] = Field(title="Kind")
+    line: str = Field(pattern=SLUG_PATTERN, title="Line", description="Name of an entry of `lines`.")
+    direction: CrossingDirection = Field(CrossingDirection.ANY, title="Direction", description="in | out | any")
+
+
+class CountRule(_TrackRuleBase):
+    """More than ``above`` crossings of a line within one period (tumbling windows of capture time): one alert
+    per window."""
+
+    kind: Literal["count"] = Field(title="Kind")
+    line: str = Field(pattern=SLUG_PATTERN, title="Line", description="Name of an entry of `lines`.")
+    direction: CrossingDirection = Field(CrossingDirection.ANY, title="Direction", description="in | out | any")
+    period_s: float = Field(gt=0, le=7 * 86400, title="Period (s)", description="Window length, aligned to the epoch.")
+    above: int = Field(ge=0, le=1_000_000, title="Above", description="Alert when the window's count exceeds this.")
+
+
+TrackRule = Annotated[DwellRule | CrossingRule | CountRule, Field(discriminator="kind")]
+
+
+def _reference_problems(
+    rules: Sequence[DwellRule | CrossingRule | CountRule], lines: set[str], zones: set[str], taken: set[str]
+) -> list[InitErrorDetails]:
+    problems = []
+    first_index: dict[str, int] = {}
+    for index, rule in enumerate(rules):
+        if isinstance(rule, DwellRule) and rule.zone not in zones:
+            problems.append(_problem(index, "zone", rule.zone, "unknown zone (not in `zones`: {known})", zones))
+        if isinstance(rule, CrossingRule | CountRule) and rule.line not in lines:
+            problems.append(_problem(index, "line", rule.line, "unknown line (not in `lines`: {known})", lines))
+        if rule.id in first_index or rule.id in taken:
+            where = f"track_rules[{first_index[rule.id]}]" if rule.id in first_index else "rules"
+            problems.append(_problem(index, "id", rule.id, f"duplicate rule id, already used in {where}", set()))
+        first_index.setdefault(rule.id, index)
+    return problems
+
+
+def _problem(index: int, field: str, value: str, message: str, known: set[str]) -> InitErrorDetails:
+    error = PydanticCustomError("bad_reference", message, {"known": ", ".join(sorted(known)) or "none"})
+    return InitErrorDetails(type=error, loc=(index, field), input=value)
+
+
+def _unique_names(items: Sequence[LineConfig | SceneZone], what: str) -> list[InitErrorDetails]:
+    seen: dict[str, int] = {}
+    problems = []
+    for index, item in enumerate(items):
+        if item.name in seen:
+            error = PydanticCustomError(
+                "duplicate_name",
+                "duplicate {what} name, already used by [{first}]",
+                {"what": what, "first": seen[item.name]},
+            )
+            problems.append(InitErrorDetails(type=error, loc=(index, "name"), input=item.name))
+        seen.setdefault(item.name, index)
+    return problems
+
+
 class RuleSet(BaseModel):
     """The rules file: a list of rules with unique ids."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="framestream alert rules")
 
     rules: tuple[Rule, ...] = Field(title="Rules", description="Evaluated independently on every frame.")
+    lines: tuple[LineConfig, ...] = Field((), title="Lines", description="Counting lines of the track stage.")
+    zones: tuple[SceneZone, ...] = Field((), title="Scene zones", description="Occupancy and dwell zones.")
+    track_rules: tuple[TrackRule, ...] = Field(
+        (), title="Track rules", description="Rules on tracks (kind: dwell | crossing | count), run by the track stage."
+    )
 
     @field_validator("rules", mode="wrap")
     @classmethod
@@ -178,6 +312,27 @@ class RuleSet(BaseModel):
                 # Raised as a ValidationError so the location is the offending rule's id, not the whole list.
                 problems.append(InitErrorDetails(type=error, loc=(index, "id"), input=rule.id))
             first_index.setdefault(rule.id, index)
+        if problems:
+            raise ValidationError.from_exception_data(cls.__name__, problems)
+        return rules
+
+    @field_validator("lines", "zones", mode="wrap")
+    @classmethod
+    def _unique_names(cls, value: object, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> tuple:
+        items = handler(value)
+        problems = _unique_names(items, "line" if info.field_name == "lines" else "zone")
+        if problems:
+            raise ValidationError.from_exception_data(cls.__name__, problems)
+        return items
+
+    @field_validator("track_rules", mode="wrap")
+    @classmethod
+    def _references(cls, value: object, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> tuple:
+        rules = handler(value)
+        lines = {line.name for line in info.data.get("lines", ())}
+        zones = {zone.name for zone in info.data.get("zones", ())}
+        taken = {rule.id for rule in info.data.get("rules", ())}
+        problems = _reference_problems(rules, lines, zones, taken)
         if problems:
             raise ValidationError.from_exception_data(cls.__name__, problems)
         return rules

@@ -17,6 +17,8 @@ main_hash="$(sha256sum pyproject.toml | cut -c1-16)"
 if ! stamp_ok .venv "$main_hash"; then
   "$PYTHON" -m venv .venv
   .venv/bin/pip install --quiet -e '.[embedded,test]'
+  # ByteTrack, without its opencv-python requirement (it would replace opencv-python-headless's cv2)
+  .venv/bin/pip install --quiet --no-deps trackers==2.6.1
   echo "$main_hash" > .venv/.framestream-stamp
 fi
 

@@ -69,6 +69,11 @@ class WorkerSettings(BaseSettings):
         "(0.0.0.0 in a container, so Prometheus can scrape it)",
     )
     lag_interval_s: float = Field(5.0, gt=0, description="how often the consumer-lag gauge is refreshed")
+    track_frame_rate: float = Field(10.0, gt=0, le=1000, description="track stage: the cameras' nominal fps")
+    track_lost_s: float = Field(2.0, gt=0, le=600, description="track stage: a track unseen this long is dropped")
+    track_activation_score: float = Field(
+        0.5, ge=0, le=1, description="track stage: detector score that starts a track (and splits ByteTrack's stages)"
+    )
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ class WorkerContext:
     topics: TopicNames
     metrics: WorkerMetrics
     worker_id: str
-    rules: RuleSet | None = None  # the alert stage's rules, loaded (and validated) by the caller
+    rules: RuleSet | None = None  # the alert and track stages' rules, loaded (and validated) by the caller
     closers: list[Callable[[], None]] = field(default_factory=list)  # run after the worker stops
 
     @property

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from schemas import Alert, DeadLetter, FrameDetections
 from schemas.hard_examples import HardExample
+from schemas.tracks import FrameTracks
 from streams.context import WorkerContext, raw_topic
 from streams.deadletter import DeadLetterRule, Rejection
 from streams.delivery import Outgoing, hold, produce_in_order, release_now
@@ -64,6 +65,7 @@ class PersistStage:
             context.topics.alerts: (Alert, "alerts"),
             context.topics.deadletter: (DeadLetter, "deadletters"),
             context.topics.hard_examples: (HardExample, "hard_examples"),
+            context.topics.tracks: (FrameTracks, "tracks"),
         }
         self.held: list[EventT] = []  # every event since the last flush, stored or not
         self.buffered: dict[str, Buffered] = {}  # message id -> its record, for what ClickHouse refuses
@@ -193,7 +195,7 @@ def register(app: faust.App, context: WorkerContext) -> PersistStage:
     topics = context.topics
     stage = PersistStage(context, open_sink(context), raw_topic(app, topics.deadletter))
     context.closers.append(stage.close)
-    source = raw_topic(app, topics.detections, topics.alerts, topics.deadletter, topics.hard_examples)
+    source = raw_topic(app, topics.detections, topics.alerts, topics.deadletter, topics.hard_examples, topics.tracks)
     # A row waits at most the deadline plus one tick (and its INSERT) before it is stored.
     window = timedelta(seconds=min(0.2, max(0.01, context.worker.persist_max_interval_s / 4)))
 

@@ -75,6 +75,11 @@ class TopicNames:
         so the alert state survives a change of stage layout. Created up front like the rest."""
         return f"{self.prefix}framestream.alert.cooldowns-changelog"
 
+    @property
+    def tracker_changelog(self) -> str:
+        """The track stage's per-camera tracker state (``streams/track.py``), named like the cooldowns'."""
+        return f"{self.prefix}framestream.track.state-changelog"
+
     def all(self) -> list[str]:
         return [
             self.frames,
@@ -146,7 +151,7 @@ def create_deployment_topics(kafka: KafkaSettings) -> None:
     )
     create_topics(
         kafka.bootstrap_servers,
-        [topics.cooldowns_changelog],
+        [topics.cooldowns_changelog, topics.tracker_changelog],
         partitions=kafka.partitions,
         retention_ms=kafka.retention_ms,
         replication_factor=kafka.replication_factor,

@@ -80,7 +80,7 @@ def plan(args: argparse.Namespace, settings: Settings) -> WorkerPlan:
     try:
         stages = parse_stages(args.stages)
         worker_settings = WorkerSettings()
-        rules = load_rules(settings.rules_file) if Stage.ALERT in stages else None
+        rules = load_rules(settings.rules_file) if {Stage.ALERT, Stage.TRACK} & set(stages) else None
     except (ValueError, ValidationError) as error:  # ConfigFileError is a ValueError naming file and field
         raise WorkerConfigError(str(error)) from error
     problems = missing_endpoints(settings, stages)

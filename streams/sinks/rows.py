@@ -18,6 +18,18 @@ from typing import NamedTuple, TypeAlias
 
 from schemas import Alert, DeadLetter, FrameDetections
 from schemas.hard_examples import HardExample
+from schemas.tracks import FrameTracks
+from streams.sinks.track_rows import (
+    CrossingRow,
+    OccupancyRow,
+    TrackPointRow,
+    ZoneVisitRow,
+    crossing_rows,
+    occupancy_rows,
+    track_point_rows,
+    tracks_message_id,
+    zone_visit_rows,
+)
 
 ORIGINAL_HEAD_BYTES = 4096
 
@@ -121,8 +133,11 @@ class HardExampleRow(NamedTuple):
     review_id: str | None
 
 
-Row: TypeAlias = FrameRow | DetectionRow | AlertRow | DeadLetterRow | HardExampleRow
-Persistable: TypeAlias = FrameDetections | Alert | DeadLetter | HardExample
+Row: TypeAlias = (
+    FrameRow | DetectionRow | AlertRow | DeadLetterRow | HardExampleRow
+    | TrackPointRow | CrossingRow | ZoneVisitRow | OccupancyRow
+)  # fmt: skip
+Persistable: TypeAlias = FrameDetections | Alert | DeadLetter | HardExample | FrameTracks
 
 
 @dataclass(frozen=True)
@@ -189,7 +204,38 @@ HARD_EXAMPLES = Table(
     ("camera_id",),
     (("frame_seq", UINT64), ("width", UINT32), ("height", UINT32), ("prediction_count", UINT32)),
 )
-TABLES: tuple[Table, ...] = (FRAMES, DETECTIONS, ALERTS, DEAD_LETTERS, HARD_EXAMPLES)
+# Track stage (migration 0005): a FrameTracks message writes these four.
+TRACK_POINTS = Table("track_points", TrackPointRow, "point_id", "captured_at", ("camera_id",), (("frame_seq", UINT64),))
+LINE_CROSSINGS = Table(
+    "line_crossings", CrossingRow, "crossing_id", "captured_at", ("camera_id",), (("frame_seq", UINT64),)
+)
+ZONE_VISITS = Table(
+    "zone_visits",
+    ZoneVisitRow,
+    "visit_id",
+    "captured_at",
+    ("camera_id",),
+    (("frame_seq", UINT64), ("entered_seq", UINT64)),
+)
+ZONE_OCCUPANCY = Table(
+    "zone_occupancy",
+    OccupancyRow,
+    "occupancy_id",
+    "captured_at",
+    ("camera_id",),
+    (("frame_seq", UINT64), ("objects", UINT32)),
+)
+TABLES: tuple[Table, ...] = (
+    FRAMES,
+    DETECTIONS,
+    ALERTS,
+    DEAD_LETTERS,
+    HARD_EXAMPLES,
+    TRACK_POINTS,
+    LINE_CROSSINGS,
+    ZONE_VISITS,
+    ZONE_OCCUPANCY,
+)
 
 
 class RowConversionError(ValueError):
@@ -223,6 +269,8 @@ def message_id(message: Persistable) -> str:
         return message.alert_id
     if isinstance(message, HardExample):
         return message.example_id
+    if isinstance(message, FrameTracks):
+        return tracks_message_id(message)
     return dead_letter_id(message)
 
 
@@ -354,9 +402,17 @@ def rows_for(message: Persistable) -> MessageRows:
         parts = (TableRows(DEAD_LETTERS, (dead_letter_row(message),)),)
     elif isinstance(message, HardExample):
         parts = (TableRows(HARD_EXAMPLES, (hard_example_row(message),)),)
+    elif isinstance(message, FrameTracks):
+        parts = (
+            TableRows(TRACK_POINTS, track_point_rows(message)),
+            TableRows(LINE_CROSSINGS, crossing_rows(message)),
+            TableRows(ZONE_VISITS, zone_visit_rows(message)),
+            TableRows(ZONE_OCCUPANCY, occupancy_rows(message)),
+        )
     else:
         raise TypeError(
-            f"cannot persist a {type(message).__name__}; expected FrameDetections, Alert, DeadLetter or HardExample"
+            f"cannot persist a {type(message).__name__}; expected FrameDetections, Alert, DeadLetter, HardExample "
+            "or FrameTracks"
         )
     identifier = message_id(message)
     for part in parts:

@@ -1,0 +1,180 @@
+"""Track stage: per-frame detections in, ``FrameTracks`` (tracked objects and scene events) and
+track-rule alerts out; each camera's tracker state in a faust table.
+
+Detections are keyed by camera, so one worker owns a camera at a time and sees its frames in
+order. The state (``processors.tracking.TrackerState``: the ByteTrack object with its id counter,
+the per-track scene memory, the count windows) is a RocksDB-backed table keyed by camera whose
+changelog (``framestream.track.state-changelog``, compacted, created up front) is partitioned
+like the detections: it moves with the camera's partition and is restored after a restart.
+
+Per frame: track, produce the tracks record and the alerts and wait for their delivery, then
+store the new state (as the alert stage does with its cooldowns). So after a crash:
+
+- the state is at most one step behind what was delivered: the frames after it are tracked
+  again from that very state, and ByteTrack is deterministic, so they carry the same track,
+  crossing, visit and alert ids as before (the persist stage and ClickHouse deduplicate them);
+- a frame at or before the stored state's last frame was delivered already: it is skipped
+  (counted as outcome "replayed"), never re-tracked from a later state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+
+import faust
+from faust.types import EventT
+from pydantic import ValidationError
+
+from processors.tracking import SceneTracker, TrackerConfig, TrackerState
+from schemas import Alert, FrameDetections
+from schemas.base import utc_now
+from schemas.tracks import FrameTracks
+from streams.context import WorkerContext, raw_topic
+from streams.deadletter import DeadLetterRule, Rejection
+from streams.delivery import Outgoing, hold, produce_in_order, release
+
+log = logging.getLogger(__name__)
+STATE_TABLE = "tracker_state"
+STAGE = "track"
+
+
+def state_table(app: faust.App, context: WorkerContext) -> faust.Table:
+    partitions = context.settings.kafka.partitions
+    changelog = app.topic(
+        context.topics.tracker_changelog,
+        key_type=str,
+        value_type=None,
+        key_serializer="json",
+        value_serializer="json",
+        partitions=partitions,
+        compacting=True,
+        acks=False,
+        internal=True,
+    )
+    return app.Table(
+        STATE_TABLE,
+        default=None,
+        key_type=str,
+        value_type=None,
+        partitions=partitions,
+        changelog_topic=changelog,
+        help="per camera: tracker state (processors.tracking.TrackerState as JSON)",
+    )
+
+
+def parse_detections(event: EventT) -> FrameDetections | Rejection:
+    try:
+        frame = FrameDetections.model_validate_json(event.message.value or b"")
+    except ValidationError as error:
+        return Rejection(f"invalid FrameDetections: {error}", "ValidationError")
+    key = (event.message.key or b"").decode("utf-8", errors="replace")
+    if key != frame.camera_id:  # the state lives in the key's partition
+        return Rejection(f"record key {key!r} differs from camera_id {frame.camera_id!r}", "KeyMismatch")
+    return frame
+
+
+def tracker_config(context: WorkerContext) -> TrackerConfig:
+    worker = context.worker
+    return TrackerConfig(
+        frame_rate=worker.track_frame_rate,
+        lost_track_s=worker.track_lost_s,
+        activation_score=worker.track_activation_score,
+        high_score=worker.track_activation_score,
+    )
+
+
+class TrackStage:
+    def __init__(
+        self,
+        context: WorkerContext,
+        tracker: SceneTracker,
+        table: faust.Table,
+        tracks: faust.TopicT,
+        alerts: faust.TopicT,
+        deadletter: faust.TopicT,
+    ) -> None:
+        self.metrics = context.metrics
+        self.tracker = tracker
+        self.table = table
+        self.tracks_topic = tracks
+        self.alerts_topic = alerts
+        self.dead_letters = DeadLetterRule(deadletter, STAGE, self.metrics)
+        self.retry = context.retry
+
+    async def process(self, event: EventT) -> None:
+        started = time.perf_counter()
+        outcome: FrameDetections | Rejection | str = parse_detections(event)
+        if isinstance(outcome, FrameDetections):
+            outcome = await self.dead_letters.guard_async(partial(self._track, outcome))
+        if isinstance(outcome, Rejection):
+            await produce_in_order([self.dead_letters.record(event, outcome)], retry=self.retry)
+            outcome = "deadletter"
+        label = outcome if outcome in ("deadletter", "replayed") else "ok"  # replayed: skipped, see the module doc
+        self.metrics.frames.labels(stage=STAGE, outcome=label).inc()
+        self.metrics.processed(event.message.tp, event.message.offset)
+        self.metrics.latency.labels(stage=STAGE, step="track").observe(time.perf_counter() - started)
+
+    async def _track(self, frame: FrameDetections) -> str:
+        stored = self._stored_state(frame.camera_id)
+        step = self.tracker.update(frame, stored, tracked_at=utc_now())
+        if step.tracks is None:
+            log.info("replayed frame skipped", extra={"event_id": frame.event_id, "last_seq": step.state.last_seq})
+            return step.outcome
+        if step.outcome == "restarted":
+            log.warning("tracker state started anew", extra={"camera_id": frame.camera_id, "seq": frame.frame_seq})
+        records = [self._record(self.tracks_topic, frame.camera_id, step.tracks)]
+        records += [self._record(self.alerts_topic, frame.camera_id, alert) for alert in step.alerts]
+        await produce_in_order(records, retry=self.retry)
+        for alert in step.alerts:
+            self.metrics.alerts.labels(rule_id=alert.rule_id).inc()
+            log.info("alert", extra={"alert_id": alert.alert_id, "severity": alert.severity.value})
+        self.table[frame.camera_id] = step.state.model_dump(mode="json")
+        return step.outcome
+
+    def _stored_state(self, camera_id: str) -> TrackerState | None:
+        value = self.table.get(camera_id)
+        if value is None:
+            return None
+        try:
+            return TrackerState.model_validate(value)
+        except ValidationError as error:  # e.g. written by an older layout: start anew, with a new generation
+            log.error("unreadable tracker state; starting anew", extra={"camera_id": camera_id, "error": str(error)})
+            return None
+
+    @staticmethod
+    def _record(topic: faust.TopicT, camera_id: str, message: FrameTracks | Alert) -> Outgoing:
+        return Outgoing(topic, camera_id.encode(), message.model_dump_json().encode())
+
+
+def register(app: faust.App, context: WorkerContext) -> TrackStage:
+    rules = context.rules
+    if rules is None:  # loaded by the worker command, so a bad file stops it before it touches the broker
+        raise ValueError("the track stage needs its rules file: WorkerContext.rules is None")
+    log.info(
+        "scene loaded",
+        extra={
+            "lines": [line.name for line in rules.lines],
+            "zones": [zone.name for zone in rules.zones],
+            "track_rules": [rule.id for rule in rules.track_rules],
+        },
+    )
+    topics = context.topics
+    stage = TrackStage(
+        context,
+        SceneTracker(rules, tracker_config(context)),
+        state_table(app, context),
+        raw_topic(app, topics.tracks),
+        raw_topic(app, topics.alerts),
+        raw_topic(app, topics.deadletter),
+    )
+
+    @app.agent(raw_topic(app, topics.detections), name=STAGE)
+    async def track(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            hold([event])  # first, before any await: see streams/delivery.py
+            await stage.process(event)
+            await release(stream, [event])
+
+    return stage
