@@ -28,14 +28,23 @@ Two broker profiles (``KafkaSettings.profile``):
      UNKNOWN_PRODUCER_ID, bumps its epoch and retries forever: nothing more is
      delivered. So the tansu profile produces without idempotence, with one
      request in flight to keep per-key order through retries.
+
+Security (``security_protocol=SASL_SSL``): TLS to the broker, verified against
+``ssl_ca_file``, and SCRAM-SHA-512 as ``sasl_username``. The password comes from
+``FRAMESTREAM_KAFKA_SASL_PASSWORD`` or the file ``FRAMESTREAM_KAFKA_SASL_PASSWORD_FILE``
+names (a docker/Kubernetes secret), never from code; it is a ``SecretStr``, so a printed
+or logged ``KafkaSettings`` shows ``**********``, and ``redact`` masks it in any text.
+Every client (librdkafka producer, consumer and admin, faust/aiokafka) gets it from here.
 """
 
 from __future__ import annotations
 
+import ssl
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -44,6 +53,21 @@ class BrokerProfile(str, Enum):
 
     KAFKA = "kafka"
     TANSU = "tansu"
+
+
+class SecurityProtocol(str, Enum):
+    """``PLAINTEXT``: the embedded default and tests; ``SASL_SSL``: TLS + SCRAM-SHA-512 (production)."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+SASL_MECHANISM = "SCRAM-SHA-512"
+REDACTED = "**********"
+
+
+class KafkaSecurityError(ValueError):
+    """Security settings that cannot work together; the message says which and how to fix them."""
 
 
 class KafkaSettings(BaseSettings):
@@ -55,6 +79,34 @@ class KafkaSettings(BaseSettings):
     partitions: int = Field(4, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1, le=5)
     retention_ms: int = Field(6 * 3600 * 1000, ge=60_000)
+    security_protocol: SecurityProtocol = Field(SecurityProtocol.PLAINTEXT, description="PLAINTEXT or SASL_SSL")
+    sasl_username: str = Field("", description="SCRAM-SHA-512 principal (SASL_SSL)")
+    sasl_password: SecretStr | None = Field(None, description="its password; prefer sasl_password_file")
+    sasl_password_file: Path | None = Field(None, description="a file holding the password (a mounted secret)")
+    ssl_ca_file: Path | None = Field(None, description="PEM CA bundle that signed the broker's certificate")
+
+    @model_validator(mode="after")
+    def _security_complete(self) -> KafkaSettings:
+        if self.security_protocol is SecurityProtocol.PLAINTEXT:
+            return self
+        missing = [
+            name
+            for name, value in (
+                ("FRAMESTREAM_KAFKA_SASL_USERNAME", self.sasl_username),
+                ("FRAMESTREAM_KAFKA_SASL_PASSWORD or _FILE", self.sasl_password or self.sasl_password_file),
+                ("FRAMESTREAM_KAFKA_SSL_CA_FILE", self.ssl_ca_file),
+            )
+            if not value
+        ]
+        if missing:
+            raise KafkaSecurityError(f"security_protocol SASL_SSL needs {', '.join(missing)}")
+        if self.profile is BrokerProfile.TANSU:
+            raise KafkaSecurityError("the Tansu broker has no TLS or SCRAM: use Apache Kafka for SASL_SSL")
+        return self
+
+    @property
+    def secure(self) -> bool:
+        return self.security_protocol is SecurityProtocol.SASL_SSL
 
 
 # The largest record batch a topic (and the embedded Apache Kafka) accepts, in bytes: Kafka's
@@ -68,9 +120,67 @@ _TANSU_SESSION_TIMEOUT_MS = 6000
 _TANSU_HEARTBEAT_INTERVAL_MS = 2000  # a third of the session timeout, the usual ratio
 
 
+def sasl_password(kafka: KafkaSettings) -> str:
+    """The SCRAM password: the setting, else the secret file's first line; an error never shows it."""
+    if kafka.sasl_password is not None:
+        return kafka.sasl_password.get_secret_value()
+    if kafka.sasl_password_file is None:
+        raise KafkaSecurityError("no SASL password: set FRAMESTREAM_KAFKA_SASL_PASSWORD_FILE")
+    try:
+        text = kafka.sasl_password_file.read_text()
+    except OSError as error:
+        raise KafkaSecurityError(
+            f"cannot read the SASL password file {kafka.sasl_password_file}: {error.strerror}"
+        ) from None
+    password = text.strip("\r\n")
+    if not password:
+        raise KafkaSecurityError(f"the SASL password file {kafka.sasl_password_file} is empty")
+    return password
+
+
+def security_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """librdkafka security settings, shared by every confluent_kafka client (empty for PLAINTEXT)."""
+    if not kafka.secure:
+        return {}
+    return {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": SASL_MECHANISM,
+        "sasl.username": kafka.sasl_username,
+        "sasl.password": sasl_password(kafka),
+        "ssl.ca.location": str(kafka.ssl_ca_file),
+        # librdkafka's default since 2.0, stated so nobody turns it off: the broker's
+        # certificate must name the host the client dialled.
+        "ssl.endpoint.identification.algorithm": "https",
+    }
+
+
+def admin_config(kafka: KafkaSettings | str) -> dict[str, Any]:
+    """confluent_kafka.admin.AdminClient config; a bare ``host:port`` string is a plaintext broker
+    (the embedded launchers' readiness probes before any user exists)."""
+    if isinstance(kafka, str):
+        return {"bootstrap.servers": kafka, "log_level": 0}
+    return {"bootstrap.servers": bootstrap_servers(kafka), "log_level": 0, **security_config(kafka)}
+
+
+def redact(text: str, kafka: KafkaSettings) -> str:
+    """``text`` with the SASL password masked: for error messages and logs that quote a config."""
+    try:
+        password = sasl_password(kafka) if kafka.secure else ""
+    except KafkaSecurityError:
+        return text
+    return text.replace(password, REDACTED) if password else text
+
+
+def redacted_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A client config fit to print or log: every password-like value masked."""
+    secret_keys = ("password", "secret", "sasl.jaas.config", "ssl.key.pem")
+    return {key: REDACTED if any(word in key for word in secret_keys) else value for key, value in config.items()}
+
+
 def producer_config(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
     """confluent_kafka.Producer config: durable (acks=all, idempotent), small linger for latency."""
     config: dict[str, Any] = {
+        **security_config(kafka),
         "bootstrap.servers": bootstrap_servers(kafka),
         "client.id": client_id,
         "acks": "all",
@@ -102,6 +212,7 @@ def producer_config(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
 def consumer_config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
     """confluent_kafka.Consumer config: manual commits (at-least-once), start from the earliest record."""
     config: dict[str, Any] = {
+        **security_config(kafka),
         "bootstrap.servers": bootstrap_servers(kafka),
         "group.id": group_id,
         # Offsets are committed by the caller only after a message's outputs are produced.
@@ -125,6 +236,26 @@ def bootstrap_servers(kafka: KafkaSettings) -> str:
     return ",".join(servers)
 
 
+def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
+    """The TLS context aiokafka (faust) dials with: verifies the broker against ``ssl_ca_file``
+    and its host name, TLS 1.2 at least."""
+    context = ssl.create_default_context(cafile=str(kafka.ssl_ca_file))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """``faust.SASLCredentials`` for SASL_SSL (faust imported here: only workers need it)."""
+    import faust
+
+    return faust.SASLCredentials(
+        username=kafka.sasl_username,
+        password=sasl_password(kafka),
+        ssl_context=ssl_context(kafka),
+        mechanism=SASL_MECHANISM,
+    )
+
+
 def faust_broker_url(kafka: KafkaSettings) -> list[str]:
     """faust's ``broker`` argument: one ``kafka://host:port`` URL per bootstrap server."""
     return [f"kafka://{server}" for server in bootstrap_servers(kafka).split(",")]
@@ -145,6 +276,8 @@ def faust_broker_settings(kafka: KafkaSettings) -> dict[str, Any]:
         "topic_partitions": kafka.partitions,
         "topic_replication_factor": kafka.replication_factor,
     }
+    if kafka.secure:
+        settings["broker_credentials"] = faust_credentials(kafka)
     if kafka.profile is BrokerProfile.TANSU:
         settings.update(
             # Quirk 1: a one-byte batch limit puts every record in a batch of its own.

@@ -3,6 +3,9 @@
 A prefix isolates tests and tenants on a shared broker. Topics are created explicitly before
 any worker starts (never auto-created): the partition count decides which partition a
 camera's records land on, and faust refuses a table whose changelog differs from its source.
+
+Every function takes ``KafkaSettings`` (its security settings included: on SASL_SSL only the
+admin principal may create topics) or a bare ``host:port`` of a plaintext broker.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
-from streams.kafka_config import MAX_MESSAGE_BYTES, KafkaSettings
+from streams.kafka_config import MAX_MESSAGE_BYTES, KafkaSettings, admin_config
 
 FRAMES = "vision.frames.v1"
 DETECTIONS = "vision.detections.v1"
@@ -102,14 +105,15 @@ class TopicMismatchError(TopicError):
     pass
 
 
-def fetch_metadata(bootstrap_servers: str, timeout_s: float) -> ClusterMetadata:
-    """All-topics metadata. Never pass a topic name: Tansu auto-creates named unknown topics."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+def fetch_metadata(bootstrap_servers: KafkaSettings | str, timeout_s: float) -> ClusterMetadata:
+    """All-topics metadata (on SASL_SSL: the topics this principal may describe). Never pass a
+    topic name: Tansu auto-creates named unknown topics."""
+    admin = AdminClient(admin_config(bootstrap_servers))
     return admin.list_topics(timeout=timeout_s)
 
 
 def create_topics(
-    bootstrap_servers: str,
+    bootstrap_servers: KafkaSettings | str,
     topics: TopicNames | Iterable[str],
     *,
     partitions: int,
@@ -121,20 +125,26 @@ def create_topics(
     """Create the topics if missing and wait until metadata shows them all; returns their names.
 
     Existing topics are fine when their partition count matches; a different count
-    raises ``TopicMismatchError`` (keys would map to other partitions than expected).
+    raises ``TopicMismatchError`` (keys would map to other partitions than expected). A topic
+    this principal may not create (a role worker on a secured broker, where ``framestream
+    setup`` created them as admin) is left to that principal's own clients to find.
     """
     names = topics.all() if isinstance(topics, TopicNames) else list(topics)
     config = {"retention.ms": str(retention_ms), "max.message.bytes": str(MAX_MESSAGE_BYTES), **(extra_config or {})}
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    admin = AdminClient(admin_config(bootstrap_servers))
     requests = [NewTopic(name, partitions, replication_factor, config=config) for name in names]
     futures = admin.create_topics(requests, request_timeout=timeout_s)
+    not_ours: set[str] = set()
     for name, future in futures.items():
         try:
             future.result()
         except KafkaException as error:
-            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            code = error.args[0].code()
+            if code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                not_ours.add(name)
+            elif code != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise TopicError(f"cannot create topic {name!r}: {error.args[0].str()}") from error
-    _wait_for_topics(bootstrap_servers, names, partitions, timeout_s)
+    _wait_for_topics(bootstrap_servers, [name for name in names if name not in not_ours], partitions, timeout_s)
     return names
 
 
@@ -143,14 +153,14 @@ def create_deployment_topics(kafka: KafkaSettings) -> None:
     table's changelog too (compacted, kept forever), since faust must not create it."""
     topics = TopicNames(kafka.topic_prefix)
     create_topics(
-        kafka.bootstrap_servers,
+        kafka,
         topics,
         partitions=kafka.partitions,
         retention_ms=kafka.retention_ms,
         replication_factor=kafka.replication_factor,
     )
     create_topics(
-        kafka.bootstrap_servers,
+        kafka,
         [topics.cooldowns_changelog, topics.tracker_changelog],
         partitions=kafka.partitions,
         retention_ms=kafka.retention_ms,
@@ -159,7 +169,9 @@ def create_deployment_topics(kafka: KafkaSettings) -> None:
     )
 
 
-def _wait_for_topics(bootstrap_servers: str, names: list[str], partitions: int, timeout_s: float) -> None:
+def _wait_for_topics(
+    bootstrap_servers: KafkaSettings | str, names: list[str], partitions: int, timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         metadata = fetch_metadata(bootstrap_servers, timeout_s=min(5.0, timeout_s))
@@ -181,9 +193,9 @@ def _wait_for_topics(bootstrap_servers: str, names: list[str], partitions: int, 
         time.sleep(0.2)
 
 
-def delete_topics(bootstrap_servers: str, names: Iterable[str], timeout_s: float = 30.0) -> None:
+def delete_topics(bootstrap_servers: KafkaSettings | str, names: Iterable[str], timeout_s: float = 30.0) -> None:
     """Delete topics; missing ones are fine. Frees Tansu's memory after tests."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    admin = AdminClient(admin_config(bootstrap_servers))
     futures = admin.delete_topics(list(names), request_timeout=timeout_s)
     for name, future in futures.items():
         try:
