@@ -22,7 +22,15 @@ from streams.sinks.rows import TABLES
 from tests.fixtures.clickhouse import TEST_TTL_DAYS, ClickHouseTarget
 
 pytestmark = pytest.mark.integration
-TTL_TABLES = {"frames", "detections", "alerts", "dead_letters", "detections_per_minute", "frames_per_minute"}
+TTL_TABLES = {
+    "frames",
+    "detections",
+    "alerts",
+    "dead_letters",
+    "detections_per_minute",
+    "frames_per_minute",
+    "hard_examples",
+}
 
 
 @pytest.fixture
@@ -54,7 +62,7 @@ def ttl_days_by_table(client: Client, database: str) -> dict[str, str]:
 def test_first_run_applies_every_migration_and_a_rerun_is_a_no_op(engine: Client) -> None:
     database = fresh_name(engine)
     versions = [migration.version for migration in load_migrations()]
-    assert migrate(engine, database, 30) == versions == ["0001", "0002"]
+    assert migrate(engine, database, 30) == versions and versions[:2] == ["0001", "0002"]
     tables_before = engine.query(
         "SELECT name, metadata_modification_time FROM system.tables WHERE database = {db:String} ORDER BY name",
         parameters={"db": database},

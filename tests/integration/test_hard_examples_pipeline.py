@@ -40,7 +40,7 @@ from tests.integration.workers import (
     worker_store,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration  # ~45 s on the 2-core machine
 
 CAMERAS = {"cam-person": "person", "cam-dog": "dog", "cam-horses": "horses", "cam-kite": "kite"}
 FRAMES_PER_CAMERA = 5
