@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ from framestream.settings import Settings
 from streams.config_files import ConfigFileError
 
 if TYPE_CHECKING:
+    from schemas.camera_health import CameraHealth
     from streams.ingest.cameras import Camera
     from streams.ingest.producer import CameraProgress
 
@@ -32,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="first frame_seq of every camera (default: now in epoch milliseconds, so that frame ids "
         "of a new run never repeat an earlier run's: at most 120 fps < 1000 ids per second)",
+    )
+    parser.add_argument(
+        "--health-every",
+        type=_positive_float,
+        default=10.0,
+        help="seconds between the health reports of each camera on the camera-health topic (default 10)",
     )
     parser.add_argument("--metrics-port", type=_non_negative_int, default=None, help="serve Prometheus metrics here")
     parser.add_argument("--no-create-topics", action="store_true", help="do not create missing topics first")
@@ -102,7 +110,14 @@ def _ingest(args: argparse.Namespace, settings: Settings, cameras: list[Camera])
         start_http_server(args.metrics_port)
     seq_start = args.seq_start if args.seq_start is not None else int(time.time() * 1000)
     ingest = CameraIngest(
-        cameras, kafka, topics, first_seq=seq_start, max_frames=args.max_frames, duration_s=args.duration
+        cameras,
+        kafka,
+        topics,
+        first_seq=seq_start,
+        max_frames=args.max_frames,
+        duration_s=args.duration,
+        run_id=str(seq_start),
+        health_every_s=args.health_every,
     )
     print(f"ingesting {len(cameras)} cameras into {topics.frames} on {kafka.bootstrap_servers}", end=", ")
     print(f"frame_seq from {seq_start}")
@@ -110,7 +125,7 @@ def _ingest(args: argparse.Namespace, settings: Settings, cameras: list[Camera])
     ingest.start()
     try:
         while not ingest.wait(timeout_s=PROGRESS_EVERY_S) and not stop.is_set():
-            print(_progress_line(ingest.progress()), flush=True)
+            print(_progress_line(ingest.progress(), ingest.health.latest), flush=True)
         progress = ingest.stop()
     except IngestError as error:
         print(f"framestream ingest: {error}", file=sys.stderr)
@@ -130,8 +145,13 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _progress_line(progress: dict[str, CameraProgress]) -> str:
-    return "  ".join(f"{camera_id}: {p.frames_produced} frames" for camera_id, p in progress.items())
+def _progress_line(progress: dict[str, CameraProgress], health: Mapping[str, CameraHealth]) -> str:
+    parts = []
+    for camera_id, p in progress.items():
+        report = health.get(camera_id)
+        state = f" ({report.state.value}, {report.achieved_fps:.1f}/{report.target_fps:g} fps)" if report else ""
+        parts.append(f"{camera_id}: {p.frames_produced} frames{state}")
+    return "  ".join(parts)
 
 
 def _summary(progress: dict[str, CameraProgress]) -> str:

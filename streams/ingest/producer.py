@@ -6,6 +6,11 @@ again any record whose delivery failed (with backoff), so no frame is dropped
 silently. Records: key = camera id, value = JPEG bytes, headers =
 ``FrameMeta.to_headers()``. An image file that cannot be decoded becomes a
 ``DeadLetter`` on the dead-letter topic and the camera carries on.
+
+Camera health (``streams/ingest/health.py``): every produced frame, decode error, lost stream
+and reconnect is accounted per camera; a health thread ticks once a second, and every report
+(periodic, on a change of state, and a final one at stop) goes to the camera-health topic as a
+``CameraHealth`` message, key = camera id.
 """
 
 from __future__ import annotations
@@ -22,11 +27,14 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from processors.camera_health import DecodeFailed, FrameProduced, Reconnecting, StreamLost
 from processors.sampling import FpsSampler
+from schemas.camera_health import CameraHealth
 from streams.ingest import metrics
 from streams.ingest.cameras import Camera
 from streams.ingest.frames import IngestError, dead_letter_for_file, dead_letter_for_frame, encode_frame
-from streams.ingest.sources import CapturedFrame, SourceError, open_source
+from streams.ingest.health import IngestHealth
+from streams.ingest.sources import CapturedFrame, SourceError, StreamEvents, open_source
 from streams.kafka_config import KafkaSettings, producer_config
 from streams.retry import RetryPolicy, log_retry
 from streams.topics import TopicNames
@@ -46,6 +54,7 @@ PERMANENT_ERRORS = frozenset(
 )
 # A failed delivery is produced again after 0.2 s, 0.4 s, ... up to 5 s, for as long as it fails.
 DELIVERY_RETRY = RetryPolicy(initial_s=0.2, max_s=5.0, multiplier=2.0)
+HEALTH_TICK_S = 0.5  # how often the health thread looks for due reports and silent cameras
 
 
 @dataclass
@@ -56,6 +65,7 @@ class CameraProgress:
     frames_produced: int = 0  # acknowledged by the broker
     bytes_produced: int = 0
     dead_letters: int = 0
+    health_reports: int = 0  # acknowledged on the camera-health topic
     delivery_retries: int = 0
     delivery_failures: int = 0  # permanent; each is also logged as an error
     last_seq: int | None = None
@@ -73,6 +83,7 @@ class _Record:
     value: bytes
     headers: list[tuple[str, bytes]] = field(default_factory=list)
     is_frame: bool = True
+    is_health: bool = False
 
 
 class CameraIngest:
@@ -90,8 +101,14 @@ class CameraIngest:
         client_id: str = "framestream-ingest",
         flush_timeout_s: float = 60.0,
         producer_overrides: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        health_every_s: float = 10.0,
+        offline_after_s: float | None = None,
     ) -> None:
-        """``producer_overrides``: extra librdkafka settings on top of ``producer_config`` (tuning, tests)."""
+        """``producer_overrides``: extra librdkafka settings on top of ``producer_config`` (tuning, tests).
+        ``run_id`` names this run in health reports (default: now in epoch milliseconds); a health
+        report per camera every ``health_every_s``; ``offline_after_s`` without a frame makes a
+        camera offline (default: 5 s or 5 frame intervals, whichever is longer)."""
         if not cameras:
             raise ValueError("no cameras to ingest")
         self.cameras = list(cameras)
@@ -112,12 +129,21 @@ class CameraIngest:
         self._delivery_thread = threading.Thread(target=self._serve_deliveries, name="ingest-delivery", daemon=True)
         self._fatal: str | None = None
         self._started_at: float | None = None
+        self.health = IngestHealth(
+            self.cameras,
+            run_id or str(int(time.time() * 1000)),
+            report_every_s=health_every_s,
+            offline_after_s=offline_after_s,
+        )
+        self._health_stop = threading.Event()
+        self._health_thread = threading.Thread(target=self._serve_health, name="ingest-health", daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
         self._started_at = time.monotonic()
         self._delivery_thread.start()
+        self._health_thread.start()
         for camera in self.cameras:
             thread = threading.Thread(target=self._run_camera, args=(camera,), name=f"camera-{camera.id}", daemon=True)
             thread.start()
@@ -148,6 +174,11 @@ class CameraIngest:
             event.set()
         for thread in self._threads:
             thread.join()
+        self._health_stop.set()
+        if self._health_thread.is_alive():
+            self._health_thread.join()
+        for message in self.health.stop():
+            self._send_health(message)
         undelivered = self._drain(self.flush_timeout_s)
         self._delivery_stop.set()
         if self._delivery_thread.is_alive():
@@ -188,9 +219,13 @@ class CameraIngest:
 
     def _run_camera(self, camera: Camera) -> None:
         progress = self._progress[camera.id]
-        on_undecodable = partial(self._send_dead_letter, camera.id)
-        on_reconnect = metrics.SOURCE_RECONNECTS.labels(camera.id).inc
-        source = open_source(camera, on_undecodable, self._stops[camera.id], on_reconnect=on_reconnect)
+        on_undecodable = partial(self._undecodable_file, camera.id)
+        events = StreamEvents(
+            on_lost=lambda reason: self._observe(camera.id, StreamLost()),
+            on_reconnect=partial(self._reconnecting, camera.id),
+            on_decode_error=lambda reason: self._decode_error(camera.id),
+        )
+        source = open_source(camera, on_undecodable, self._stops[camera.id], events=events)
         frames = source.frames()
         try:
             self._camera_loop(camera, frames)
@@ -219,11 +254,46 @@ class CameraIngest:
             record = _Record(camera.id, self.topics.frames, camera.id.encode(), encoded.jpeg, encoded.meta.to_headers())
             if not self._produce(record, self._stops[camera.id]):
                 return
+            self._observe(camera.id, FrameProduced(captured.captured_at.timestamp(), time.time()))
             progress.frames_sent += 1
             progress.last_seq = seq
             seq += 1
             if limit is not None and progress.frames_sent >= limit:
                 return
+
+    # -- health ----------------------------------------------------------------------------
+
+    def _observe(self, camera_id: str, observation: DecodeFailed | FrameProduced | Reconnecting | StreamLost) -> None:
+        message = self.health.observe(camera_id, observation)
+        if message is not None:
+            self._send_health(message)
+
+    def _reconnecting(self, camera_id: str) -> None:
+        metrics.SOURCE_RECONNECTS.labels(camera_id).inc()
+        self._observe(camera_id, Reconnecting())
+
+    def _decode_error(self, camera_id: str) -> None:
+        metrics.DECODE_ERRORS.labels(camera_id).inc()
+        self._observe(camera_id, DecodeFailed())
+
+    def _undecodable_file(self, camera_id: str, path: Path, raw: bytes, reason: str) -> None:
+        self._decode_error(camera_id)
+        self._send_dead_letter(camera_id, path, raw, reason)
+
+    def _serve_health(self) -> None:
+        while not self._health_stop.wait(HEALTH_TICK_S):
+            for message in self.health.tick():
+                self._send_health(message)
+
+    def _send_health(self, message: CameraHealth) -> None:
+        value = message.model_dump_json().encode()
+        record = _Record(
+            message.camera_id, self.topics.camera_health, message.camera_id.encode(), value, [], False, True
+        )
+        try:
+            self._produce(record)
+        except IngestError as error:  # a health report is not worth stopping a camera for
+            log.error("health report not produced", extra={"camera": message.camera_id, "error": str(error)})
 
     def _send_dead_letter(self, camera_id: str, path: Path, raw: bytes, reason: str) -> None:
         letter = dead_letter_for_file(camera_id, self.topics.frames, path, raw, reason)
@@ -296,13 +366,15 @@ class CameraIngest:
             if record.is_frame:
                 progress.frames_produced += 1
                 progress.bytes_produced += len(record.value)
+            elif record.is_health:
+                progress.health_reports += 1
             else:
                 progress.dead_letters += 1
             self._outstanding -= 1
         if record.is_frame:
             metrics.FRAMES_PRODUCED.labels(record.camera_id).inc()
             metrics.BYTES_PRODUCED.labels(record.camera_id).inc(len(record.value))
-        else:
+        elif not record.is_health:
             metrics.DEAD_LETTERS.labels(record.camera_id).inc()
 
     def _failed(self, record: _Record, reason: str, too_large: bool = False) -> None:
@@ -310,6 +382,9 @@ class CameraIngest:
         also goes to the dead-letter topic (without its bytes when they are what is too large)."""
         log.error("record not delivered", extra={"camera": record.camera_id, "error": reason})
         with self._lock:
+            if record.is_health:  # logged; the next report carries the totals again
+                self._outstanding -= 1
+                return
             progress = self._progress[record.camera_id]
             progress.delivery_failures += 1
             progress.error = reason

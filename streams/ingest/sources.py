@@ -11,10 +11,12 @@ thread ends a source within one frame interval or one stream timeout.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -272,20 +274,58 @@ def _bounce(position: int, span: int) -> int:
     return cycle if cycle <= span else 2 * span - cycle
 
 
+# OpenCV hands FFmpeg options to its demuxer only through this environment variable, read at
+# every open. TCP-interleaved RTSP: no lost or reordered UDP packets (smeared H.264 frames), one
+# port through firewalls and NAT. low_delay: the decoder hands out each frame as soon as it is
+# complete (no reordering delay). Not fflags;nobuffer: it drops the packets read while the stream
+# is probed -- the first key frame -- so the first second after every (re)connect is lost. An
+# operator's own value of the variable is kept (README: "Cameras: RTSP, health, scale").
+FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+FFMPEG_CAPTURE_OPTIONS = "rtsp_transport;tcp|flags;low_delay"
+# This many undecodable frames in a row means the stream is broken: reopen it.
+MAX_DECODE_ERRORS_IN_A_ROW = 25
+
+
+def use_ffmpeg_capture_options(options: str = FFMPEG_CAPTURE_OPTIONS) -> str:
+    """Set OpenCV's FFmpeg capture options unless already set; the options in force."""
+    return os.environ.setdefault(FFMPEG_OPTIONS_ENV, options)
+
+
+def _ignore(*args: object) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class StreamEvents:
+    """What a live stream tells its owner besides frames (health accounting, metrics). The
+    callbacks run on the camera's thread and must not block."""
+
+    on_lost: Callable[[str], None] = _ignore  # the stream ended, failed or could not be opened
+    on_reconnect: Callable[[], None] = _ignore  # a reconnect attempt is about to wait its backoff
+    on_decode_error: Callable[[str], None] = _ignore  # a frame arrived but could not be decoded
+
+
 class LiveStreamSource(FrameSource):
-    """An OpenCV stream (URL or USB device) that reconnects with exponential backoff."""
+    """An OpenCV stream (URL or USB device) that reconnects with exponential backoff.
+
+    ``grab()`` reads a packet (a failure: the stream is lost), ``retrieve()`` decodes it (a
+    failure: a decode error, and the stream goes on until too many come in a row). The capture
+    time is taken when the frame arrives, before decoding.
+    """
 
     def __init__(
         self,
         config: UrlSource | UsbSource,
         stop: threading.Event | None = None,
-        on_reconnect: Callable[[], None] | None = None,
+        events: StreamEvents | None = None,
     ) -> None:
         super().__init__(stop)
         self.config = config
         self.reconnects = 0
-        self.on_reconnect = on_reconnect
+        self.events = events or StreamEvents()
         self.target = config.url if isinstance(config, UrlSource) else config.device
+        if isinstance(self.target, str):
+            use_ffmpeg_capture_options()
 
     def _open(self) -> cv2.VideoCapture | None:
         timeout_ms = int(self.config.timeout_s * 1000)
@@ -303,8 +343,10 @@ class LiveStreamSource(FrameSource):
         backoff = Backoff(RetryPolicy(initial_s=self.config.reconnect_initial_s, max_s=self.config.reconnect_max_s))
         while not self.stop_event.is_set():
             capture = self._open()
+            reason = "cannot open the stream (closed or unreachable)"
             if capture is not None:
                 try:
+                    reason = "the stream ended or failed"
                     for frame in self._read(capture):
                         backoff.reset()  # healthy again
                         yield frame
@@ -312,36 +354,36 @@ class LiveStreamSource(FrameSource):
                     capture.release()
             if self.stop_event.is_set():
                 return
+            self.events.on_lost(reason)
             self.reconnects += 1
-            if self.on_reconnect is not None:
-                self.on_reconnect()
+            self.events.on_reconnect()
             delay = backoff.next_delay()
-            log_retry(
-                log,
-                f"camera stream {self.target}",
-                backoff.attempts,
-                delay,
-                "no frame (closed or unreachable)",
-                source=str(self.target),
-            )
+            log_retry(log, f"camera stream {self.target}", backoff.attempts, delay, reason, source=str(self.target))
             if self.stop_event.wait(delay):
                 return
 
     def _read(self, capture: cv2.VideoCapture) -> Iterator[CapturedFrame]:
-        while not self.stop_event.is_set():
-            ok, image = capture.read()
-            if not ok or image is None:
+        errors_in_a_row = 0
+        while not self.stop_event.is_set() and errors_in_a_row < MAX_DECODE_ERRORS_IN_A_ROW:
+            if not capture.grab():
                 return
-            yield CapturedFrame(image, utc_now())
+            captured_at = utc_now()
+            ok, image = capture.retrieve()
+            if not ok or image is None or image.size == 0:
+                errors_in_a_row += 1
+                self.events.on_decode_error(f"undecodable frame from {self.target}")
+                continue
+            errors_in_a_row = 0
+            yield CapturedFrame(image, captured_at)
 
 
 def open_source(
     camera: Camera,
     on_undecodable: UndecodableHandler,
     stop: threading.Event | None = None,
-    on_reconnect: Callable[[], None] | None = None,
+    events: StreamEvents | None = None,
 ) -> FrameSource:
-    """The frame source for a camera's configured kind; ``on_reconnect`` counts live-stream reconnects."""
+    """The frame source for a camera's configured kind; ``events`` reach the owner of a live stream."""
     source = camera.source
     if isinstance(source, FileSource):
         return VideoFileSource(source, stop)
@@ -349,4 +391,4 @@ def open_source(
         return ImageFolderSource(source, camera.fps, on_undecodable, stop)
     if isinstance(source, SyntheticSource):
         return SyntheticPatternSource(source, camera.fps, stop)
-    return LiveStreamSource(source, stop, on_reconnect)
+    return LiveStreamSource(source, stop, events)
