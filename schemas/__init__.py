@@ -7,6 +7,7 @@ from schemas.deadletter import DeadLetter
 from schemas.detections import BoundingBox, Detection, FrameDetections, StageTimings
 from schemas.frames import FrameMeta, ImageStats
 from schemas.hard_examples import HardExample, HardExampleReason
+from schemas.model_alerts import ModelAlert
 from schemas.reviews import AlertReview
 from schemas.tracks import FrameTracks
 
@@ -27,5 +28,6 @@ __all__ = [
     "HealthTrigger",
     "ImageStats",
     "Message",
+    "ModelAlert",
     "StageTimings",
 ]

@@ -32,6 +32,8 @@ from pydantic import ValidationError
 
 from schemas import Alert, DeadLetter, FrameDetections
 from schemas.hard_examples import HardExample
+from schemas.model_alerts import ModelAlert
+from schemas.reviews import AlertReview
 from schemas.tracks import FrameTracks
 from streams.context import WorkerContext, raw_topic
 from streams.deadletter import DeadLetterRule, Rejection
@@ -66,6 +68,8 @@ class PersistStage:
             context.topics.deadletter: (DeadLetter, "deadletters"),
             context.topics.hard_examples: (HardExample, "hard_examples"),
             context.topics.tracks: (FrameTracks, "tracks"),
+            context.topics.model_alerts: (ModelAlert, "model_alerts"),
+            context.topics.alert_reviews: (AlertReview, "alert_reviews"),
         }
         self.held: list[EventT] = []  # every event since the last flush, stored or not
         self.buffered: dict[str, Buffered] = {}  # message id -> its record, for what ClickHouse refuses
@@ -195,7 +199,16 @@ def register(app: faust.App, context: WorkerContext) -> PersistStage:
     topics = context.topics
     stage = PersistStage(context, open_sink(context), raw_topic(app, topics.deadletter))
     context.closers.append(stage.close)
-    source = raw_topic(app, topics.detections, topics.alerts, topics.deadletter, topics.hard_examples, topics.tracks)
+    source = raw_topic(
+        app,
+        topics.detections,
+        topics.alerts,
+        topics.deadletter,
+        topics.hard_examples,
+        topics.tracks,
+        topics.model_alerts,
+        topics.alert_reviews,
+    )
     # A row waits at most the deadline plus one tick (and its INSERT) before it is stored.
     window = timedelta(seconds=min(0.2, max(0.01, context.worker.persist_max_interval_s / 4)))
 

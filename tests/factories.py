@@ -14,6 +14,7 @@ from typing import Any
 from schemas import Alert, BoundingBox, DeadLetter, Detection, FrameDetections, FrameMeta, ImageStats
 from schemas.alerts import Severity
 from schemas.coco import COCO_CLASSES
+from schemas.model_alerts import ModelAlert, model_alert_id_for
 from schemas.reviews import AlertReview, review_id_for
 
 BASE_TIME = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -175,3 +176,45 @@ def make_alert_review(
         "reviewed_at": reviewed_at or reviewed.raised_at + timedelta(minutes=5),
     }
     return AlertReview(**(fields | overrides))
+
+
+def make_model_alert(
+    camera_id: str = "cam-1",
+    statistic: str = "brightness",
+    frame_seq: int = 600,
+    *,
+    state: str = "started",
+    captured_at: datetime | None = None,
+    **overrides: Any,
+) -> ModelAlert:
+    """A drift event: reference frames 0-299, current window the 300 frames up to ``frame_seq``."""
+    captured = captured_at or capture_time(frame_seq)
+    fields: dict[str, Any] = {
+        "model_alert_id": model_alert_id_for(camera_id, statistic, frame_seq),
+        "state": state,
+        "camera_id": camera_id,
+        "statistic": statistic,
+        "test": "ks",
+        "test_statistic": 0.42,
+        "p_value": 1e-9,
+        "effect_size": 0.8,
+        "reference_value": 120.0,
+        "current_value": 60.0,
+        "reference_frames": 300,
+        "window_frames": 300,
+        "reference_samples": 300,
+        "window_samples": 300,
+        "reference_first_seq": 0,
+        "reference_last_seq": 299,
+        "reference_from": captured - timedelta(seconds=frame_seq * 0.5),
+        "reference_to": captured - timedelta(seconds=(frame_seq - 299) * 0.5),
+        "window_first_seq": frame_seq - 299,
+        "frame_seq": frame_seq,
+        "window_from": captured - timedelta(seconds=299 * 0.5),
+        "captured_at": captured,
+        "model_name": "detector",
+        "model_version": "1",
+        "raised_at": captured + timedelta(milliseconds=200),
+        "message": f"{camera_id}: {statistic} drift {state}",
+    }
+    return ModelAlert(**(fields | overrides))

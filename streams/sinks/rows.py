@@ -18,7 +18,10 @@ from typing import NamedTuple, TypeAlias
 
 from schemas import Alert, DeadLetter, FrameDetections
 from schemas.hard_examples import HardExample
+from schemas.model_alerts import ModelAlert
+from schemas.reviews import AlertReview
 from schemas.tracks import FrameTracks
+from streams.sinks.model_rows import AlertReviewRow, ModelAlertRow, alert_review_row, model_alert_row, review_version
 from streams.sinks.track_rows import (
     CrossingRow,
     OccupancyRow,
@@ -53,6 +56,7 @@ class FrameRow(NamedTuple):
     object_count: int
     brightness: float | None
     sharpness: float | None
+    contrast: float | None
     ingest_ms: float | None
     queue_ms: float | None
     batch_wait_ms: float | None
@@ -135,9 +139,9 @@ class HardExampleRow(NamedTuple):
 
 Row: TypeAlias = (
     FrameRow | DetectionRow | AlertRow | DeadLetterRow | HardExampleRow
-    | TrackPointRow | CrossingRow | ZoneVisitRow | OccupancyRow
+    | TrackPointRow | CrossingRow | ZoneVisitRow | OccupancyRow | ModelAlertRow | AlertReviewRow
 )  # fmt: skip
-Persistable: TypeAlias = FrameDetections | Alert | DeadLetter | HardExample | FrameTracks
+Persistable: TypeAlias = FrameDetections | Alert | DeadLetter | HardExample | FrameTracks | ModelAlert | AlertReview
 
 
 @dataclass(frozen=True)
@@ -225,6 +229,19 @@ ZONE_OCCUPANCY = Table(
     ("camera_id",),
     (("frame_seq", UINT64), ("objects", UINT32)),
 )
+# Monitor stage and alert reviews (migration 0003).
+MODEL_ALERTS = Table(
+    "model_alerts",
+    ModelAlertRow,
+    "model_alert_id",
+    "captured_at",
+    ("camera_id",),
+    tuple((column, UINT32) for column in ("reference_frames", "window_frames", "reference_samples", "window_samples"))
+    + tuple(
+        (column, UINT64) for column in ("reference_first_seq", "reference_last_seq", "window_first_seq", "frame_seq")
+    ),
+)
+ALERT_REVIEWS = Table("alert_reviews", AlertReviewRow, "review_version", "reviewed_at", ("camera_id",), ())
 TABLES: tuple[Table, ...] = (
     FRAMES,
     DETECTIONS,
@@ -235,6 +252,8 @@ TABLES: tuple[Table, ...] = (
     LINE_CROSSINGS,
     ZONE_VISITS,
     ZONE_OCCUPANCY,
+    MODEL_ALERTS,
+    ALERT_REVIEWS,
 )
 
 
@@ -271,6 +290,10 @@ def message_id(message: Persistable) -> str:
         return message.example_id
     if isinstance(message, FrameTracks):
         return tracks_message_id(message)
+    if isinstance(message, ModelAlert):
+        return message.model_alert_id
+    if isinstance(message, AlertReview):
+        return review_version(message)
     return dead_letter_id(message)
 
 
@@ -299,6 +322,7 @@ def frame_row(message: FrameDetections) -> FrameRow:
         object_count=len(message.detections),
         brightness=stats.brightness if stats else None,
         sharpness=stats.sharpness if stats else None,
+        contrast=stats.contrast if stats else None,
         ingest_ms=timings.ingest_ms,
         queue_ms=timings.queue_ms,
         batch_wait_ms=timings.batch_wait_ms,
@@ -409,10 +433,14 @@ def rows_for(message: Persistable) -> MessageRows:
             TableRows(ZONE_VISITS, zone_visit_rows(message)),
             TableRows(ZONE_OCCUPANCY, occupancy_rows(message)),
         )
+    elif isinstance(message, ModelAlert):
+        parts = (TableRows(MODEL_ALERTS, (model_alert_row(message),)),)
+    elif isinstance(message, AlertReview):
+        parts = (TableRows(ALERT_REVIEWS, (alert_review_row(message),)),)
     else:
         raise TypeError(
             f"cannot persist a {type(message).__name__}; expected FrameDetections, Alert, DeadLetter, HardExample "
-            "or FrameTracks"
+            "FrameTracks, ModelAlert or AlertReview"
         )
     identifier = message_id(message)
     for part in parts:

@@ -30,6 +30,8 @@ TTL_TABLES = {
     "detections_per_minute",
     "frames_per_minute",
     "hard_examples",
+    "model_alerts",
+    "alert_reviews",
 }
 
 
@@ -96,11 +98,11 @@ def test_a_new_migration_is_applied_alone(engine: Client, tmp_path: Path) -> Non
     shutil.copytree(MIGRATIONS_DIR, directory)
     database = fresh_name(engine)
     migrate(engine, database, 30, directory)
-    (directory / "0003_camera_notes.sql").write_text(
+    (directory / "0099_camera_notes.sql").write_text(
         "CREATE TABLE IF NOT EXISTS {database}.camera_notes (camera_id String, note String)\n"
         "ENGINE = MergeTree ORDER BY camera_id;\n"
     )
-    assert migrate(engine, database, 30, directory) == ["0003"]
+    assert migrate(engine, database, 30, directory) == ["0099"]
     assert int(engine.command(f"EXISTS TABLE {database}.camera_notes")) == 1
 
 

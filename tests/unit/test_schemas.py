@@ -19,6 +19,7 @@ from tests.factories import (
     make_detection,
     make_frame_detections,
     make_frame_meta,
+    make_model_alert,
 )
 
 BUILDERS: list[Callable[[], BaseModel]] = [
@@ -32,6 +33,8 @@ BUILDERS: list[Callable[[], BaseModel]] = [
     ),
     make_alert,
     lambda: make_alert(zone="door", object_count=3),
+    make_model_alert,
+    lambda: make_model_alert("gate.2", "class_mix", 942, state="ended", test="chi2", category="person"),
     make_alert_review,
     lambda: make_alert_review(verdict="false_positive", corrected_class="dog", note="a dog"),
     make_dead_letter,
@@ -177,3 +180,19 @@ def test_alert_review_copies_the_alert() -> None:
     review = make_alert_review(alert, "false_positive", "bob")
     assert review.review_id == "person-at-door:gate.2:41:bob"
     assert (review.camera_id, review.rule_id, review.event_id) == ("gate.2", "person-at-door", "gate.2:41")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"model_alert_id": "drift:cam-1:brightness:1"}, "model_alert_id must be"),
+        ({"statistic": "colour"}, "statistic"),
+        ({"state": "ongoing"}, "state"),
+        ({"p_value": 1.5}, "p_value"),
+        ({"effect_size": -0.1}, "effect_size"),
+        ({"test_statistic": float("nan")}, "test_statistic"),
+    ],
+)
+def test_model_alert_refuses(overrides: dict[str, object], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        make_model_alert(**overrides)

@@ -9,10 +9,12 @@ import pytest
 
 from schemas import ImageStats, StageTimings
 from streams.sinks.rows import (
+    ALERT_REVIEWS,
     ALERTS,
     DEAD_LETTERS,
     DETECTIONS,
     FRAMES,
+    MODEL_ALERTS,
     ORIGINAL_HEAD_BYTES,
     TABLES,
     AlertRow,
@@ -25,7 +27,15 @@ from streams.sinks.rows import (
     message_id,
     rows_for,
 )
-from tests.factories import BASE_TIME, make_alert, make_dead_letter, make_detection, make_frame_detections
+from tests.factories import (
+    BASE_TIME,
+    make_alert,
+    make_alert_review,
+    make_dead_letter,
+    make_detection,
+    make_frame_detections,
+    make_model_alert,
+)
 
 
 def test_frame_row_carries_timings_stats_and_object_count() -> None:
@@ -162,3 +172,35 @@ def test_a_valid_message_at_the_column_limits_converts() -> None:
     parts = rows_for(frame).parts
     assert parts[0].rows[0].frame_seq == 2**64 - 1
     assert parts[1].rows[0].class_id == 65_535
+
+
+def test_model_alert_row_copies_the_alert_and_dispatches_to_model_alerts() -> None:
+    alert = make_model_alert("gate.2", "class_mix", 900, state="ended", test="chi2", category="person")
+    (part,) = rows_for(alert).parts
+    assert part.table is MODEL_ALERTS and message_id(alert) == "drift:gate.2:class_mix:900"
+    row = part.rows[0]
+    assert (row.model_alert_id, row.state, row.statistic, row.category) == (
+        alert.model_alert_id,
+        "ended",
+        "class_mix",
+        "person",
+    )
+    assert (row.window_first_seq, row.frame_seq, row.captured_at) == (601, 900, alert.captured_at)
+
+
+def test_a_changed_verdict_is_a_new_review_row_and_a_replay_is_the_same_row() -> None:
+    first = make_alert_review(verdict="true_positive")
+    replay = make_alert_review(verdict="true_positive")
+    changed = make_alert_review(verdict="false_positive", reviewed_at=first.reviewed_at + timedelta(hours=1))
+    (part,) = rows_for(first).parts
+    assert part.table is ALERT_REVIEWS
+    ids = [ALERT_REVIEWS.row_id(rows_for(review).parts[0].rows[0]) for review in (first, replay, changed)]
+    assert ids[0] == ids[1] != ids[2]
+    assert ids[0].startswith(first.review_id + "@") and message_id(first) == ids[0]
+    assert part.rows[0].verdict == "true_positive" and part.rows[0].event_id == first.event_id
+
+
+def test_frame_row_carries_contrast_when_present() -> None:
+    frame = make_frame_detections(stats=ImageStats(brightness=90.0, sharpness=5.0, contrast=41.5))
+    assert frame_row(frame).contrast == 41.5
+    assert frame_row(make_frame_detections(stats=ImageStats(brightness=90.0, sharpness=5.0))).contrast is None
