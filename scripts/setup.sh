@@ -44,10 +44,17 @@ else
   echo "$kafka_hash" > infra/kafka/libs/.framestream-stamp
   kafka_status="infra/kafka/libs ready (Apache Kafka)"
 fi
-# Debian packages the tests use: "command:package" (append here; one apt-get for all).
-DEBIAN_PACKAGES=("mosquitto:mosquitto")
+# Debian packages the tests use: "command:package" (append here; one apt-get for all), or
+# "-:package" for a library without a command (checked with dpkg).
+# GStreamer's RTSP server with x264: the RTSP camera tests (infra/rtsp/rtsp_server.py, system python3).
+DEBIAN_PACKAGES=("mosquitto:mosquitto" "-:python3-gi" "-:gir1.2-gst-rtsp-server-1.0" "-:gstreamer1.0-plugins-base"
+                 "-:gstreamer1.0-plugins-good" "-:gstreamer1.0-plugins-bad" "-:gstreamer1.0-plugins-ugly")
 missing=()
 for entry in "${DEBIAN_PACKAGES[@]}"; do
+  if [[ "${entry%%:*}" == "-" ]]; then
+    dpkg-query -W -f='${Status}' "${entry#*:}" 2>/dev/null | grep -q "install ok installed" || missing+=("${entry#*:}")
+    continue
+  fi
   command -v "${entry%%:*}" >/dev/null || [[ -x "/usr/sbin/${entry%%:*}" ]] || missing+=("${entry#*:}")
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
