@@ -10,6 +10,14 @@ copies them into ``infra/kafka/libs/``); Java 17+ runs them. Each node gets a ge
     with LocalKafkaCluster(tmp_path) as cluster:       # a quorum of three, RF 3, min ISR 2
         cluster.node(cluster.leader_of(topic, 0)).kill()
 
+Secured (``security=BrokerSecurity``, ``framestream services --secure``): clients connect
+over SASL_SSL (TLS + SCRAM-SHA-512) on the broker port; brokers and controllers talk over
+mutual TLS (principal ``broker``, from the certificate's CN) on their own listeners; KRaft's
+``StandardAuthorizer`` refuses whatever no ACL allows, ``admin`` and ``broker`` being the
+super users. The admin's SCRAM credential is written when the storage is formatted; its
+password reaches ``StorageTool`` in a 0600 Java argument file (``java @file``), never on a
+command line.
+
 Why a static quorum (``controller.quorum.voters``) and never ``--standalone``: every node
 must agree on the same voter set, or each formats a cluster of its own. Every JVM runs as
 a ``ChildProcess``: SIGTERM (Kafka's controlled shutdown), a grace period, then SIGKILL.
@@ -30,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
@@ -37,8 +46,9 @@ from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 from framestream.child_process import ChildProcess, ChildProcessFailed
 from framestream.services.broker import BrokerBinaryNotFound, BrokerError, BrokerPortInUse
 from framestream.services.probes import LOCALHOST, free_port, port_is_free
+from framestream.services.security import BROKER_CN, BrokerSecurity, write_private
 from framestream.settings import REPO_ROOT
-from streams.kafka_config import MAX_MESSAGE_BYTES
+from streams.kafka_config import MAX_MESSAGE_BYTES, SASL_MECHANISM
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +143,9 @@ def new_cluster_id() -> str:
 
 @dataclass(frozen=True)
 class NodePorts:
-    broker: int  # PLAINTEXT: clients and replication
+    broker: int  # PLAINTEXT (or SASL_SSL when secured): clients, and replication when plaintext
     controller: int  # CONTROLLER: the KRaft quorum
+    internal: int | None = None  # secured only: INTERNAL, replication over mutual TLS
 
 
 def voters(node_ids: list[int], ports: list[NodePorts], host: str) -> str:
@@ -151,6 +162,7 @@ def node_properties(
     host: str,
     replication_factor: int,
     partitions: int,
+    security: BrokerSecurity | None = None,
 ) -> dict[str, str]:
     """``server.properties`` of one combined broker+controller node.
 
@@ -160,6 +172,7 @@ def node_properties(
     """
     min_isr = str(min(2, replication_factor))
     rf = str(replication_factor)
+    listeners = {} if security is None else secure_listener_properties(ports, host, security)
     return {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
@@ -196,6 +209,38 @@ def node_properties(
         "log.retention.check.interval.ms": "10000",
         # Only an in-sync replica may lead: a stale one would drop acknowledged records.
         "unclean.leader.election.enable": "false",
+        **listeners,
+    }
+
+
+def secure_listener_properties(ports: NodePorts, host: str, security: BrokerSecurity) -> dict[str, str]:
+    """Listeners and authorizer of a secured node (see the module docstring); no secret in them."""
+    if ports.internal is None:
+        raise ValueError("a secured node needs an internal (replication) port")
+    return {
+        "listeners": f"CLIENTS://{host}:{ports.broker},INTERNAL://{host}:{ports.internal},"
+        f"CONTROLLER://{host}:{ports.controller}",
+        "advertised.listeners": f"CLIENTS://{host}:{ports.broker},INTERNAL://{host}:{ports.internal}",
+        "inter.broker.listener.name": "INTERNAL",
+        "listener.security.protocol.map": "CLIENTS:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL",
+        "sasl.enabled.mechanisms": SASL_MECHANISM,
+        "listener.name.clients.sasl.enabled.mechanisms": SASL_MECHANISM,
+        f"listener.name.clients.{SASL_MECHANISM.lower()}.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(security.keystore),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(security.truststore),
+        "ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
+        "ssl.endpoint.identification.algorithm": "https",
+        # Brokers and controllers prove who they are with the broker certificate.
+        "listener.name.internal.ssl.client.auth": "required",
+        "listener.name.controller.ssl.client.auth": "required",
+        "ssl.principal.mapping.rules": "RULE:^.*CN=([a-zA-Z0-9._-]+).*$/$1/,DEFAULT",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:admin;User:{BROKER_CN}",
+        "allow.everyone.if.no.acl.found": "false",
     }
 
 
@@ -207,17 +252,22 @@ def write_properties(path: Path, properties: dict[str, str]) -> Path:
     return path
 
 
-def fetch_cluster_metadata(bootstrap_servers: str, timeout_s: float) -> ClusterMetadata:
-    """All-topics metadata; KRaft brokers list only the brokers the active controller has unfenced."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+def fetch_cluster_metadata(
+    bootstrap_servers: str, timeout_s: float, client_config: dict[str, Any] | None = None
+) -> ClusterMetadata:
+    """All-topics metadata; KRaft brokers list only the brokers the active controller has unfenced.
+    ``client_config``: security settings (the admin's, for a secured cluster)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0, **(client_config or {})})
     return admin.list_topics(timeout=timeout_s)
 
 
-def controller_accepts_topics(bootstrap_servers: str, replication_factor: int, timeout_s: float) -> bool:
+def controller_accepts_topics(
+    bootstrap_servers: str, replication_factor: int, timeout_s: float, client_config: dict[str, Any] | None = None
+) -> bool:
     """Whether a validate-only CreateTopics with this replication factor succeeds. Brokers
     forward it to the active controller, so success means the quorum has a leader and that
     leader counts enough live brokers to place every replica."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0, **(client_config or {})})
     probe = NewTopic(f"framestream-ready-probe-{uuid.uuid4().hex[:8]}", 1, replication_factor)
     future = admin.create_topics([probe], validate_only=True, request_timeout=timeout_s)[probe.topic]
     try:
@@ -246,8 +296,10 @@ class KafkaNode:
         classpath: str,
         grace_s: float,
         probe_ports: bool = True,
+        security: BrokerSecurity | None = None,
     ) -> None:
         self.node_id = node_id
+        self.security = security
         self.probe_ports = probe_ports
         self.ports = ports
         self.data_dir = data_dir
@@ -274,40 +326,45 @@ class KafkaNode:
         return self._process.pid
 
     def _java_command(self, main_class: str, *args: str) -> list[str]:
-        return [
-            str(self._java),
-            *JAVA_OPTIONS,
-            f"-Dlog4j2.configurationFile={LOG_CONFIG}",
-            "-cp",
-            self._classpath,
-            main_class,
-            *args,
-        ]
+        return [*self._jvm(), main_class, *args]
+
+    def _jvm(self) -> list[str]:
+        return [str(self._java), *JAVA_OPTIONS, f"-Dlog4j2.configurationFile={LOG_CONFIG}", "-cp", self._classpath]
 
     def format_storage(self, timeout_s: float = 120.0) -> None:
         """``StorageTool format`` once: a log dir that already holds meta.properties is kept."""
         if (self.log_dir / "meta.properties").exists():
             return
-        formatter = ChildProcess(
-            # --cluster-id=ID in one argument: a base64 id may start with "-", which argparse
-            # would read as an option if it stood alone (1 in 64 ids failed to format).
-            self._java_command(
-                "kafka.tools.StorageTool",
-                "format",
-                f"--cluster-id={self.cluster_id}",
-                "--config",
-                str(self.config_path),
-            ),
-            log_path=self.log_path,
-        )
+        # --cluster-id=ID in one argument: a base64 id may start with "-", which argparse
+        # would read as an option if it stood alone (1 in 64 ids failed to format).
+        args = [
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={self.cluster_id}",
+            "--config",
+            str(self.config_path),
+        ]
+        command = [*self._jvm(), *args]
+        argfile = self.data_dir / "format.args"
+        if self.security is not None:
+            # The admin's SCRAM credential, in a 0600 file the Java launcher expands (``@file``;
+            # it expands none after the main class, so the class is in the file too):
+            # /proc/<pid>/cmdline shows only the file's name. Deleted once formatted.
+            scram = f"--add-scram={SASL_MECHANISM}=[name=admin,password={self.security.admin_password}]"
+            write_private(argfile, "\n".join([*args, scram]).encode())
+            command = [*self._jvm(), f"@{argfile}"]
+        formatter = ChildProcess(command, log_path=self.log_path)
         try:
             formatter.run_to_end(timeout_s)
         except ChildProcessFailed as error:
             raise BrokerError(f"formatting Kafka node {self.node_id}'s storage failed: {error}") from error
+        finally:
+            argfile.unlink(missing_ok=True)
 
     def start(self) -> KafkaNode:
         """Start the JVM (formatting its storage first if new); readiness is the caller's check."""
-        for port in (self.ports.broker, self.ports.controller) if self.probe_ports else ():
+        ports = (self.ports.broker, self.ports.controller, self.ports.internal)
+        for port in [port for port in ports if port is not None] if self.probe_ports else ():
             if not port_is_free(LOCALHOST, port):
                 raise BrokerPortInUse(f"cannot start Kafka node {self.node_id}: {LOCALHOST}:{port} is already in use")
         self.format_storage()
@@ -389,6 +446,7 @@ class LocalKafkaCluster:
         extra_properties: Mapping[str, str] | None = None,
         cluster_id: str | None = None,
         probe_ports: bool = True,  # False: leave a taken port to the server's own bind, read from its log
+        security: BrokerSecurity | None = None,
     ) -> None:
         if ports is not None and len(ports) != size:
             raise ValueError(f"{len(ports)} port pairs for {size} nodes")
@@ -404,6 +462,7 @@ class LocalKafkaCluster:
         # log.retention.check.interval.ms); values are written as given.
         self.extra_properties = dict(extra_properties or {})
         self.probe_ports = probe_ports
+        self.security = security
         self.cluster_id = cluster_id or new_cluster_id()  # given: e.g. to match storage formatted before
         self._requested_ports = ports
         self.nodes: list[KafkaNode] = []
@@ -421,6 +480,19 @@ class LocalKafkaCluster:
     @property
     def running(self) -> bool:
         return any(node.running for node in self.nodes)
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka security settings of the admin principal (empty when not secured): the
+        launcher's own probes, and tests that need a super user."""
+        if self.security is None:
+            return {}
+        return {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": SASL_MECHANISM,
+            "sasl.username": "admin",
+            "sasl.password": self.security.admin_password,
+            "ssl.ca.location": str(self.security.truststore),
+        }
 
     def node(self, index: int) -> KafkaNode:
         """Node by position (0-based; its node id is index + 1)."""
@@ -443,11 +515,14 @@ class LocalKafkaCluster:
         return self
 
     def _free_ports(self) -> list[NodePorts]:
+        per_node = 2 if self.security is None else 3
         picked: set[int] = set()
-        while len(picked) < 2 * self.size:
+        while len(picked) < per_node * self.size:
             picked.add(free_port(LOCALHOST))
         ordered = sorted(picked)
-        return [NodePorts(ordered[2 * i], ordered[2 * i + 1]) for i in range(self.size)]
+        if per_node == 2:
+            return [NodePorts(ordered[2 * i], ordered[2 * i + 1]) for i in range(self.size)]
+        return [NodePorts(ordered[3 * i], ordered[3 * i + 1], ordered[3 * i + 2]) for i in range(self.size)]
 
     def _launch(self, java: Path, classpath: str, ports: list[NodePorts]) -> None:
         if self.fresh:  # only our node folders: data_dir may hold other things
@@ -478,6 +553,7 @@ class LocalKafkaCluster:
             host=LOCALHOST,
             replication_factor=self.replication_factor,
             partitions=self.partitions,
+            security=self.security,
         )
         properties.update(self.extra_properties)
         return KafkaNode(
@@ -491,6 +567,7 @@ class LocalKafkaCluster:
             classpath=classpath,
             grace_s=self.grace_s,
             probe_ports=self.probe_ports,
+            security=self.security,
         )
 
     def wait_ready(self, timeout_s: float) -> None:
@@ -511,13 +588,15 @@ class LocalKafkaCluster:
     def _serving(self, wanted: dict[int, int]) -> bool:
         servers = ",".join(node.bootstrap_server for node in self.nodes if node.running)
         try:
-            metadata = fetch_cluster_metadata(servers, timeout_s=2.0)
+            metadata = fetch_cluster_metadata(servers, timeout_s=2.0, client_config=self.client_config())
         except KafkaException:
             return False
         listed = {broker.id: broker.port for broker in metadata.brokers.values()}
         if any(listed.get(node_id) != port for node_id, port in wanted.items()):
             return False
-        return controller_accepts_topics(servers, min(len(wanted), self.replication_factor), timeout_s=5.0)
+        return controller_accepts_topics(
+            servers, min(len(wanted), self.replication_factor), timeout_s=5.0, client_config=self.client_config()
+        )
 
     def restart(self, index: int, timeout_s: float | None = None) -> KafkaNode:
         """Stop node ``index`` if running (SIGTERM), start it on the same ports and log dir,
@@ -531,7 +610,7 @@ class LocalKafkaCluster:
     def leader_of(self, topic: str, partition: int = 0) -> int:
         """Index (into ``nodes``) of the node leading ``topic``'s ``partition``, as metadata says now."""
         servers = ",".join(node.bootstrap_server for node in self.nodes if node.running) or self.bootstrap_servers
-        metadata = fetch_cluster_metadata(servers, timeout_s=10.0)
+        metadata = fetch_cluster_metadata(servers, timeout_s=10.0, client_config=self.client_config())
         described = metadata.topics.get(topic)
         if described is None or described.error is not None or partition not in described.partitions:
             raise BrokerError(f"no metadata for {topic}[{partition}]")
@@ -595,13 +674,17 @@ class LocalKafka(LocalKafkaCluster):
         extra_properties: Mapping[str, str] | None = None,
         cluster_id: str | None = None,
         probe_ports: bool = True,  # False: leave a taken port to the server's own bind, read from its log
+        security: BrokerSecurity | None = None,
     ) -> None:
         ports = None
         if port is not None or controller_port is not None:
             broker_port = port or free_port(LOCALHOST)
             while controller_port is None or controller_port == broker_port:
                 controller_port = free_port(LOCALHOST)
-            ports = [NodePorts(broker_port, controller_port)]
+            internal = None
+            while security is not None and internal in (None, broker_port, controller_port):
+                internal = free_port(LOCALHOST)
+            ports = [NodePorts(broker_port, controller_port, internal)]
         super().__init__(
             data_dir,
             size=1,
@@ -615,6 +698,7 @@ class LocalKafka(LocalKafkaCluster):
             extra_properties=extra_properties,
             cluster_id=cluster_id,
             probe_ports=probe_ports,
+            security=security,
         )
 
     @property
