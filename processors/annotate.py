@@ -64,3 +64,25 @@ def draw_detections(image: np.ndarray, detections: tuple[Detection, ...] | list[
             cv2.LINE_AA,
         )
     return canvas
+
+
+ZONE_COLOUR = (0, 215, 255)  # amber (BGR): apart from the class palette
+
+
+def draw_zone(image: np.ndarray, points: np.ndarray, name: str | None = None, alpha: float = 0.2) -> np.ndarray:
+    """A copy of the BGR ``image`` with the polygon ``points`` ([N,2] pixels) outlined, lightly filled
+    and named at its first corner: the alert snapshot shows where the rule looked."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a BGR image of shape (H, W, 3), got {image.shape}")
+    polygon = np.round(np.asarray(points, dtype=np.float64).reshape(-1, 2)).astype(np.int32)
+    if len(polygon) < 3:
+        raise ValueError(f"a zone needs at least 3 points, got {len(polygon)}")
+    filled = image.copy()
+    cv2.fillPoly(filled, [polygon], ZONE_COLOUR)
+    canvas = cv2.addWeighted(filled, alpha, image, 1.0 - alpha, 0.0)
+    thickness = max(1, round(min(canvas.shape[:2]) / 300))
+    cv2.polylines(canvas, [polygon], True, ZONE_COLOUR, thickness, cv2.LINE_AA)
+    if name:
+        x, y = int(polygon[0, 0]), int(polygon[0, 1])
+        cv2.putText(canvas, name, (x + 4, max(14, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, ZONE_COLOUR, 1, cv2.LINE_AA)
+    return canvas

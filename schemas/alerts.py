@@ -33,3 +33,9 @@ class Alert(Message):
     zone: str | None = None
     object_count: int = Field(1, ge=1, description="matching objects in the frame")
     message: str
+    snapshot_url: str | None = Field(
+        None,
+        pattern=r"^(file|s3|https?)://",
+        description="the annotated JPEG (boxes and zone drawn, faces blurred unless the camera opted out): "
+        "file://, s3:// or http(s)://; absent when the frame could not be read back (added in v1, optional)",
+    )
