@@ -71,7 +71,8 @@ class KafkaSecurityError(ValueError):
 
 
 class KafkaSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FRAMESTREAM_KAFKA_", extra="forbid")
+    # hide_input_in_errors: a ValidationError would otherwise quote the password it was given.
+    model_config = SettingsConfigDict(env_prefix="FRAMESTREAM_KAFKA_", extra="forbid", hide_input_in_errors=True)
 
     bootstrap_servers: str = Field("", description="host:port list; empty starts the embedded broker")
     profile: BrokerProfile = Field(BrokerProfile.KAFKA, description="kafka: Apache Kafka; tansu: the fallback's quirks")

