@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "setup": "framestream.commands.setup",
     "label": "framestream.commands.label",
     "eval": "framestream.commands.eval",
+    "review": "framestream.commands.review",
     "bridge": "framestream.commands.bridge",
 }
 
