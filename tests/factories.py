@@ -13,6 +13,7 @@ from typing import Any
 
 from schemas import Alert, BoundingBox, DeadLetter, Detection, FrameDetections, FrameMeta, ImageStats
 from schemas.alerts import Severity
+from schemas.camera_health import CameraHealth, CameraState, HealthTrigger
 from schemas.coco import COCO_CLASSES
 from schemas.model_alerts import ModelAlert, model_alert_id_for
 from schemas.reviews import AlertReview, review_id_for
@@ -218,3 +219,41 @@ def make_model_alert(
         "message": f"{camera_id}: {statistic} drift {state}",
     }
     return ModelAlert(**(fields | overrides))
+
+
+def make_camera_health(
+    camera_id: str = "cam-1",
+    report_seq: int = 0,
+    *,
+    reported_at: datetime | None = None,
+    state: CameraState = CameraState.ONLINE,
+    run_id: str = "run-1",
+    **overrides: Any,
+) -> CameraHealth:
+    """A periodic report of a healthy 10 fps camera (an offline one gets ``offline_since``/``outage_s``)."""
+    reported = reported_at or BASE_TIME + timedelta(seconds=10 * report_seq)
+    offline = state is CameraState.OFFLINE
+    fields: dict[str, Any] = {
+        "health_id": f"{camera_id}:{run_id}:{report_seq}",
+        "camera_id": camera_id,
+        "run_id": run_id,
+        "report_seq": report_seq,
+        "reported_at": reported,
+        "trigger": HealthTrigger.PERIODIC,
+        "state": state,
+        "target_fps": 10.0,
+        "achieved_fps": 0.0 if offline else 9.8,
+        "window_s": 10.0,
+        "frames": 0 if offline else 98,
+        "decode_errors": 0,
+        "reconnects": 2 if offline else 0,
+        "frames_total": 98 * (report_seq + 1),
+        "decode_errors_total": 0,
+        "reconnects_total": 2 if offline else 0,
+        "frame_age_ms_p50": None if offline else 12.0,
+        "frame_age_ms_max": None if offline else 40.0,
+        "last_frame_at": reported - timedelta(seconds=5 if offline else 0.1),
+        "offline_since": reported - timedelta(seconds=5) if offline else None,
+        "outage_s": 5.0 if offline else None,
+    }
+    return CameraHealth(**(fields | overrides))

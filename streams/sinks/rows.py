@@ -17,10 +17,12 @@ from datetime import datetime
 from typing import NamedTuple, TypeAlias
 
 from schemas import Alert, DeadLetter, FrameDetections
+from schemas.camera_health import CameraHealth
 from schemas.hard_examples import HardExample
 from schemas.model_alerts import ModelAlert
 from schemas.reviews import AlertReview
 from schemas.tracks import FrameTracks
+from streams.sinks.camera_health_rows import CameraHealthRow, camera_health_row
 from streams.sinks.model_rows import AlertReviewRow, ModelAlertRow, alert_review_row, model_alert_row, review_version
 from streams.sinks.track_rows import (
     CrossingRow,
@@ -140,8 +142,11 @@ class HardExampleRow(NamedTuple):
 Row: TypeAlias = (
     FrameRow | DetectionRow | AlertRow | DeadLetterRow | HardExampleRow
     | TrackPointRow | CrossingRow | ZoneVisitRow | OccupancyRow | ModelAlertRow | AlertReviewRow
+    | CameraHealthRow
 )  # fmt: skip
-Persistable: TypeAlias = FrameDetections | Alert | DeadLetter | HardExample | FrameTracks | ModelAlert | AlertReview
+Persistable: TypeAlias = (
+    FrameDetections | Alert | DeadLetter | HardExample | FrameTracks | ModelAlert | AlertReview | CameraHealth
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -242,6 +247,16 @@ MODEL_ALERTS = Table(
     ),
 )
 ALERT_REVIEWS = Table("alert_reviews", AlertReviewRow, "review_version", "reviewed_at", ("camera_id",), ())
+# Camera health from ingest (migration 0006).
+CAMERA_HEALTH = Table(
+    "camera_health",
+    CameraHealthRow,
+    "health_id",
+    "reported_at",
+    ("camera_id",),
+    (("report_seq", UINT32), ("frames", UINT32), ("decode_errors", UINT32), ("reconnects", UINT32))
+    + tuple((column, UINT64) for column in ("frames_total", "decode_errors_total", "reconnects_total")),
+)
 TABLES: tuple[Table, ...] = (
     FRAMES,
     DETECTIONS,
@@ -254,6 +269,7 @@ TABLES: tuple[Table, ...] = (
     ZONE_OCCUPANCY,
     MODEL_ALERTS,
     ALERT_REVIEWS,
+    CAMERA_HEALTH,
 )
 
 
@@ -294,6 +310,8 @@ def message_id(message: Persistable) -> str:
         return message.model_alert_id
     if isinstance(message, AlertReview):
         return review_version(message)
+    if isinstance(message, CameraHealth):
+        return message.health_id
     return dead_letter_id(message)
 
 
@@ -437,10 +455,12 @@ def rows_for(message: Persistable) -> MessageRows:
         parts = (TableRows(MODEL_ALERTS, (model_alert_row(message),)),)
     elif isinstance(message, AlertReview):
         parts = (TableRows(ALERT_REVIEWS, (alert_review_row(message),)),)
+    elif isinstance(message, CameraHealth):
+        parts = (TableRows(CAMERA_HEALTH, (camera_health_row(message),)),)
     else:
         raise TypeError(
             f"cannot persist a {type(message).__name__}; expected FrameDetections, Alert, DeadLetter, HardExample "
-            "FrameTracks, ModelAlert or AlertReview"
+            "FrameTracks, ModelAlert, AlertReview or CameraHealth"
         )
     identifier = message_id(message)
     for part in parts:

@@ -32,6 +32,7 @@ TTL_TABLES = {
     "hard_examples",
     "model_alerts",
     "alert_reviews",
+    "camera_health",
 }
 
 

@@ -15,9 +15,17 @@ from clickhouse_connect.driver.client import Client
 from framestream.grafana_sql import Dashboard, Panel, TimeRange, all_values, column_kind, expand, load_dashboards
 from schemas import ImageStats, StageTimings
 from schemas.alerts import Severity
+from schemas.camera_health import CameraState, HealthTrigger
 from streams.sinks.clickhouse import ClickHouseSink
 from streams.sinks.clickhouse_db import migrate
-from tests.factories import BASE_TIME, make_alert, make_dead_letter, make_detection, make_frame_detections
+from tests.factories import (
+    BASE_TIME,
+    make_alert,
+    make_camera_health,
+    make_dead_letter,
+    make_detection,
+    make_frame_detections,
+)
 from tests.fixtures.clickhouse import TEST_TTL_DAYS, ClickHouseTarget
 
 pytestmark = pytest.mark.integration
@@ -82,7 +90,30 @@ def seed_messages() -> list:
                 failed_at=BASE_TIME + timedelta(minutes=15 * offset),
             )
         )
+    messages.extend(camera_health_messages())
     return messages
+
+
+def camera_health_messages() -> list:
+    """A health report per camera every 4 minutes; each camera goes offline once (report 10) and
+    comes back after 100 + 10 * index seconds (report 11); cam-3 ends offline."""
+    reports = []
+    for camera_index, camera in enumerate(CAMERAS):
+        for seq in range(40):
+            reported = BASE_TIME + timedelta(minutes=4 * seq, seconds=camera_index)
+            fields: dict = {"reported_at": reported, "achieved_fps": 9.0 + camera_index * 0.2}
+            state = CameraState.ONLINE
+            if seq == 10 or (camera == "cam-3" and seq == 39):
+                state = CameraState.OFFLINE
+                fields = {"reported_at": reported, "trigger": HealthTrigger.STATE_CHANGE}
+            elif seq == 11:
+                fields |= {
+                    "trigger": HealthTrigger.STATE_CHANGE,
+                    "outage_s": 100.0 + 10 * camera_index,
+                    "reconnects": 3,
+                }
+            reports.append(make_camera_health(camera, seq, state=state, **fields))
+    return reports
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +226,21 @@ def test_counts_on_the_dashboards_match_what_was_written(seeded: Seeded) -> None
     assert stat("framestream-alerts", "Alerts") == sum(1 for m in messages if hasattr(m, "alert_id"))
     assert stat("framestream-model-health", "Frames with no detections") == pytest.approx(100 * empty / len(frames))
     assert stat("framestream-model-health", "Model versions") == 2
+
+
+def test_camera_health_on_the_operations_dashboard(seeded: Seeded) -> None:
+    dashboard = DASHBOARDS["framestream-operations"]
+
+    def stat(title: str, **selected: list[str]) -> float:
+        values = all_values(seeded.client, dashboard, SEEDED, INTERVAL_S) | selected
+        _, kinds, rows = run_panel(seeded.client, dashboard.panel(title), SEEDED, values)
+        return rows[0][kinds.index("number")]
+
+    assert stat("Cameras online") == 3 and stat("Cameras offline") == 1
+    assert stat("Cameras online", camera=["cam-1", "cam-3"]) == 1
+    assert stat("Stream reconnects") == sum(r.reconnects for r in camera_health_messages()) == 4 * (2 + 3) + 2
+    assert stat("Longest camera outage") == 130.0
+    assert stat("Longest camera outage", camera=["cam-0", "cam-1"]) == 110.0
+    values = all_values(seeded.client, dashboard, SEEDED, INTERVAL_S)
+    names, _, rows = run_panel(seeded.client, dashboard.panel("Camera outages"), SEEDED, values)
+    assert sorted(row[names.index("outage_s")] for row in rows) == [100.0, 110.0, 120.0, 130.0]
