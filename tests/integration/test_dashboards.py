@@ -13,7 +13,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from framestream.grafana_sql import Dashboard, Panel, TimeRange, all_values, column_kind, expand, load_dashboards
-from schemas import ImageStats, StageTimings
+from schemas import Alert, AlertReview, ImageStats, StageTimings
 from schemas.alerts import Severity
 from schemas.camera_health import CameraState, HealthTrigger
 from streams.sinks.clickhouse import ClickHouseSink
@@ -21,10 +21,12 @@ from streams.sinks.clickhouse_db import migrate
 from tests.factories import (
     BASE_TIME,
     make_alert,
+    make_alert_review,
     make_camera_health,
     make_dead_letter,
     make_detection,
     make_frame_detections,
+    make_model_alert,
 )
 from tests.fixtures.clickhouse import TEST_TTL_DAYS, ClickHouseTarget
 
@@ -91,7 +93,48 @@ def seed_messages() -> list:
             )
         )
     messages.extend(camera_health_messages())
+    messages.extend(model_alert_messages())
+    messages.extend(review_messages([m for m in messages if isinstance(m, Alert)]))
     return messages
+
+
+# camera -> (statistic, state, seq of the seeded 4-minute grid): cam-1 and cam-3 end drifting, cam-2 never drifts.
+DRIFTS = {
+    "cam-0": [("brightness", "started", 10), ("brightness", "ended", 20)],
+    "cam-1": [("class_mix", "started", 30)],
+    "cam-3": [("sharpness", "started", 5), ("sharpness", "ended", 15), ("sharpness", "started", 35)],
+}
+
+
+def model_alert_messages() -> list:
+    return [
+        make_model_alert(
+            camera,
+            statistic,
+            1000 + seq,
+            state=state,
+            captured_at=BASE_TIME + timedelta(minutes=4 * seq, seconds=CAMERAS.index(camera)),
+        )
+        for camera, events in DRIFTS.items()
+        for statistic, state, seq in events
+    ]
+
+
+def review_messages(alerts: list) -> list:
+    """Every other alert reviewed by ana (a fifth of them false positives); her first verdict is
+    changed an hour later (the latest counts), and bob reviews one alert too."""
+    reviews = []
+    for index, alert in enumerate(alerts):
+        if index % 2 == 0:
+            verdict = "false_positive" if index % 5 == 0 else "true_positive"
+            reviews.append(
+                make_alert_review(alert, verdict, "ana", reviewed_at=alert.raised_at + timedelta(minutes=10))
+            )
+    first = reviews[0]
+    changed = "true_positive" if first.verdict == "false_positive" else "false_positive"
+    reviews.append(make_alert_review(alerts[0], changed, "ana", reviewed_at=first.reviewed_at + timedelta(hours=1)))
+    reviews.append(make_alert_review(alerts[1], "false_positive", "bob", reviewed_at=alerts[1].raised_at))
+    return reviews
 
 
 def camera_health_messages() -> list:
@@ -223,7 +266,7 @@ def test_counts_on_the_dashboards_match_what_was_written(seeded: Seeded) -> None
     assert stat("framestream-operations", "Frames processed", camera=["cam-2"]) == 40
     assert stat("framestream-operations", "Dead letters") == 6
     assert stat("framestream-detections", "Detections") == detections
-    assert stat("framestream-alerts", "Alerts") == sum(1 for m in messages if hasattr(m, "alert_id"))
+    assert stat("framestream-alerts", "Alerts") == sum(1 for m in messages if isinstance(m, Alert))
     assert stat("framestream-model-health", "Frames with no detections") == pytest.approx(100 * empty / len(frames))
     assert stat("framestream-model-health", "Model versions") == 2
 
@@ -244,3 +287,31 @@ def test_camera_health_on_the_operations_dashboard(seeded: Seeded) -> None:
     values = all_values(seeded.client, dashboard, SEEDED, INTERVAL_S)
     names, _, rows = run_panel(seeded.client, dashboard.panel("Camera outages"), SEEDED, values)
     assert sorted(row[names.index("outage_s")] for row in rows) == [100.0, 110.0, 120.0, 130.0]
+
+
+def test_drift_and_review_precision_on_the_dashboards(seeded: Seeded) -> None:
+    def run(uid: str, title: str, **selected: list[str]) -> tuple[list[str], list]:
+        dashboard = DASHBOARDS[uid]
+        values = all_values(seeded.client, dashboard, SEEDED, INTERVAL_S) | selected
+        names, _, rows = run_panel(seeded.client, dashboard.panel(title), SEEDED, values)
+        return names, rows
+
+    assert run("framestream-model-health", "Cameras drifting")[1] == [(2,)]
+    assert run("framestream-model-health", "Cameras drifting", camera=["cam-0", "cam-2"])[1] == [(0,)]
+    assert run("framestream-model-health", "Drifts started")[1] == [(4,)]
+    names, rows = run("framestream-model-health", "Drift events")
+    assert len(rows) == 6 and {row[names.index("camera_id")] for row in rows} == {"cam-0", "cam-1", "cam-3"}
+
+    reviews = [m for m in seed_messages() if isinstance(m, AlertReview)]
+    latest = {r.review_id: r for r in sorted(reviews, key=lambda r: r.reviewed_at)}  # the last verdict wins
+    true_positives = sum(r.verdict == "true_positive" for r in latest.values())
+    assert run("framestream-alerts", "Reviews")[1] == [(len(latest),)]
+    assert run("framestream-alerts", "Precision (reviewed alerts)")[1][0][0] == pytest.approx(
+        round(100 * true_positives / len(latest), 1)
+    )
+    names, rows = run("framestream-alerts", "Precision by rule and camera")
+    assert sum(row[names.index("reviewed")] for row in rows) == len(latest)
+    assert sum(row[names.index("true_positives")] for row in rows) == true_positives
+    cam_1 = [r for r in latest.values() if r.camera_id == "cam-1"]
+    _, rows = run("framestream-alerts", "Reviews", camera=["cam-1"])
+    assert rows == [(len(cam_1),)]
