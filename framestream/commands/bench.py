@@ -9,6 +9,7 @@ from framestream.settings import Settings
 
 BENCHMARKS = {
     "detector": "framestream.bench.detector",
+    "ingest": "framestream.bench.ingest",
     "passthrough": "framestream.bench.passthrough",
     "pipeline": "framestream.bench.pipeline",
     "sink": "framestream.bench.sink",
