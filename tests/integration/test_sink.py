@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from schemas import Alert, DeadLetter, FrameDetections
 from streams.sinks.clickhouse import ClickHouseSink, PermanentInsertError, RetryPolicy, SinkCancelled, SinkFailure
-from streams.sinks.rows import RowConversionError
+from streams.sinks.rows import TABLES, RowConversionError
 from tests.factories import BASE_TIME, make_alert, make_dead_letter, make_detection, make_frame_detections
 from tests.fixtures.clickhouse import ClickHouseTarget
 
@@ -105,7 +105,7 @@ def test_size_triggers_a_flush_and_each_table_gets_one_insert(clickhouse_client:
     result = sink.flush()
     assert result.inserted == {"frames": 5, "detections": 5}
     assert metric("framestream_sink_inserts_total", "detections") - inserts_before == 1
-    assert sink.buffered_rows == {"frames": 0, "detections": 0, "alerts": 0, "dead_letters": 0}
+    assert sink.buffered_rows == dict.fromkeys((table.name for table in TABLES), 0)
     assert sink.seconds_until_due() is None
     assert clickhouse_client.command("SELECT count() FROM detections") == 5
 
@@ -282,7 +282,7 @@ def test_a_message_that_cannot_be_stored_fails_at_add_and_buffers_nothing() -> N
     bad = make_frame_detections(frame_seq=5, detections=[make_detection(class_id=70_000)])
     with pytest.raises(RowConversionError, match="cam-1:5: detections.class_id"):
         sink.add(bad)
-    assert sink.buffered_rows == {"frames": 0, "detections": 0, "alerts": 0, "dead_letters": 0}
+    assert sink.buffered_rows == dict.fromkeys((table.name for table in TABLES), 0)
 
 
 def test_close_flushes_what_is_buffered(clickhouse_target: ClickHouseTarget, clickhouse_client: Client) -> None:
