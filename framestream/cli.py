@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "eval": "framestream.commands.eval",
     "review": "framestream.commands.review",
     "bridge": "framestream.commands.bridge",
+    "snapshots": "framestream.commands.snapshots",
 }
 
 

@@ -28,6 +28,7 @@ from schemas.base import utc_now
 from streams.context import WorkerContext, raw_topic
 from streams.deadletter import DeadLetterRule, Rejection
 from streams.delivery import Outgoing, hold, produce_in_order, release
+from streams.snapshots import SnapshotSettings, SnapshotTaker
 
 log = logging.getLogger(__name__)
 COOLDOWNS_TABLE = "cooldowns"
@@ -79,8 +80,10 @@ class AlertStage:
         table: faust.Table,
         alerts: faust.TopicT,
         deadletter: faust.TopicT,
+        snapshots: SnapshotTaker | None = None,
     ) -> None:
         self.context = context
+        self.snapshots = snapshots
         self.metrics = context.metrics
         self.evaluator = evaluator
         self.table = table
@@ -103,9 +106,12 @@ class AlertStage:
     async def _evaluate(self, frame: FrameDetections) -> None:
         state: CooldownState = dict(self.table[frame.camera_id])
         evaluation = self.evaluator.evaluate(frame, state, raised_at=utc_now())
-        if evaluation.alerts:
-            await produce_in_order([self._record(alert) for alert in evaluation.alerts], retry=self.retry)
-            for alert in evaluation.alerts:
+        alerts = evaluation.alerts
+        if alerts and self.snapshots is not None:
+            alerts = await self.snapshots.attach(frame, alerts)  # retries transient faults; never drops an alert
+        if alerts:
+            await produce_in_order([self._record(alert) for alert in alerts], retry=self.retry)
+            for alert in alerts:
                 self.metrics.alerts.labels(rule_id=alert.rule_id).inc()
                 log.info("alert", extra={"alert_id": alert.alert_id, "severity": alert.severity.value})
         if evaluation.state != state:
@@ -124,12 +130,17 @@ def register(app: faust.App, context: WorkerContext) -> None:
     if rules is None:  # loaded by the worker command, so a bad file stops it before it touches the broker
         raise ValueError("the alert stage needs its rules: WorkerContext.rules is None")
     log.info("rules loaded", extra={"rules": [rule.id for rule in rules.rules]})
+    evaluator = RuleEvaluator(rules)
+    snapshots = SnapshotTaker(context, evaluator) if SnapshotSettings().enabled else None
+    if snapshots is not None:
+        context.closers.append(snapshots.close)
     stage = AlertStage(
         context,
-        RuleEvaluator(rules),
+        evaluator,
         cooldowns_table(app, context),
         raw_topic(app, context.topics.alerts),
         raw_topic(app, context.topics.deadletter),
+        snapshots,
     )
 
     @app.agent(raw_topic(app, context.topics.detections), name=STAGE)

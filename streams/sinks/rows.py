@@ -101,6 +101,7 @@ class AlertRow(NamedTuple):
     zone: str | None
     object_count: int
     message: str
+    snapshot_url: str | None  # migration 0007
 
 
 class DeadLetterRow(NamedTuple):
@@ -390,6 +391,7 @@ def alert_row(alert: Alert) -> AlertRow:
         zone=alert.zone,
         object_count=alert.object_count,
         message=alert.message,
+        snapshot_url=alert.snapshot_url,
     )
 
 
