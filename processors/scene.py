@@ -5,10 +5,12 @@
     analyzer = SceneAnalyzer(lines, zones=[])
     step = analyzer.observe(frame, observations, scenes, alive)  # step.crossings, step.scenes
 
-A crossing is the anchor's move between two consecutive sightings of a track that passes
-through the segment from one side to the other. A sighting exactly on the line keeps the
-side it came from, so touching the line and going back is no crossing, and stepping onto it
-then over it is one crossing, counted on the frame the other side is reached.
+A crossing is the anchor's move from its last sighting clearly on one side of the line to a
+sighting clearly on the other, through the segment. "Clearly": farther from the line than a
+band of ``band`` x the frame's diagonal (default 1 %, 8 px at 640x480). A sighting inside the
+band keeps the side it came from, so a box whose bottom jitters by a few pixels around the
+line (detector noise on a slow walker) counts once, not at every wobble; touching the line
+and going back is no crossing; a crossing is counted on the frame the other side is reached.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ class CountingLine:
         *,
         normalized: bool,
         anchor: Anchor = Anchor.BOTTOM_CENTER,
+        band: float = 0.01,
     ) -> None:
+        if not 0.0 <= band < 0.5:
+            raise ValueError(f"line {name!r}: band must lie in [0, 0.5), got {band}")
         if len(start) != 2 or len(end) != 2:
             raise ValueError(f"line {name!r}: start and end must be [x, y] pairs")
         if not all(math.isfinite(v) for v in (*start, *end)):
@@ -53,10 +58,11 @@ class CountingLine:
         self.end = (float(end[0]), float(end[1]))
         self.normalized = normalized
         self.anchor = anchor
+        self.band = band
 
     @classmethod
-    def from_config(cls, config: LineConfig) -> CountingLine:
-        return cls(config.name, config.start, config.end, normalized=config.normalized, anchor=config.anchor)
+    def from_config(cls, config: LineConfig, band: float = 0.01) -> CountingLine:
+        return cls(config.name, config.start, config.end, normalized=config.normalized, anchor=config.anchor, band=band)
 
     def pixels(self, width: int, height: int) -> tuple[tuple[float, float], tuple[float, float]]:
         if width < 1 or height < 1:
@@ -66,18 +72,21 @@ class CountingLine:
         return (self.start[0] * width, self.start[1] * height), (self.end[0] * width, self.end[1] * height)
 
     def side(self, point: tuple[float, float], width: int, height: int) -> int:
-        """+1 right of start -> end on the screen, -1 left, 0 on the (infinite) line."""
+        """+1 right of start -> end on the screen, -1 left, 0 within the band around the (infinite) line."""
         (sx, sy), (ex, ey) = self.pixels(width, height)
         value = (ex - sx) * (point[1] - sy) - (ey - sy) * (point[0] - sx)
-        return 0 if value == 0 else (1 if value > 0 else -1)
+        distance = abs(value) / math.hypot(ex - sx, ey - sy)
+        if distance <= self.band * math.hypot(width, height):
+            return 0
+        return 1 if value > 0 else -1
 
     def crossing(
         self, previous: tuple[float, float], current: tuple[float, float], width: int, height: int
     ) -> Direction | None:
-        """The direction of a move from ``previous`` (off the line) to ``current`` through the segment."""
+        """The direction of a move from ``previous`` (off the band) to ``current`` through the segment."""
         before, after = self.side(previous, width, height), self.side(current, width, height)
         if before == 0:
-            raise ValueError("previous point must not lie on the line (keep the last point off it)")
+            raise ValueError("previous point must lie off the line's band (keep the last point off it)")
         if after == 0 or after == before:
             return None
         (sx, sy), (ex, ey) = self.pixels(width, height)

@@ -32,6 +32,7 @@ import supervision as sv
 from pydantic import BaseModel, ConfigDict
 from trackers import ByteTrackTracker
 
+from processors.nms import class_aware_nms
 from processors.rules import CountWindow, TrackRuleEvaluator
 from processors.scene import FrameInfo, Observation, SceneAnalyzer, TrackScene
 from schemas.alerts import Alert
@@ -59,13 +60,14 @@ class TrackerConfig:
     activation_score: float = 0.5  # an unmatched detection at or above it starts a track
     high_score: float = 0.5  # first association stage at or above, second (recovery) below
     match_iou: float = 0.1  # least IoU between a prediction and a detection to match
+    duplicate_iou: float = 0.7  # boxes of different classes overlapping this much are one object (one track)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.frame_rate) and self.frame_rate > 0):
             raise ValueError(f"frame_rate must be > 0, got {self.frame_rate}")
         if not (math.isfinite(self.lost_track_s) and self.lost_track_s > 0):
             raise ValueError(f"lost_track_s must be > 0, got {self.lost_track_s}")
-        for name in ("activation_score", "high_score", "match_iou"):
+        for name in ("activation_score", "high_score", "match_iou", "duplicate_iou"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")
@@ -201,15 +203,23 @@ class SceneTracker:
         return load_tracker(state.tracker)
 
     def _track(self, tracker: ByteTrackTracker, frame: FrameDetections, generation: int) -> list[Observation]:
+        """Track ids by detection. The detector's NMS is per class, so one object may come as two boxes
+        (a dog that is also a 'person'); ByteTrack is class-agnostic and would start a second track on
+        the copy, so only the best-scored of boxes overlapping ``duplicate_iou`` is tracked."""
         count = len(frame.detections)
         boxes = np.array([[d.box.x1, d.box.y1, d.box.x2, d.box.y2] for d in frame.detections], dtype=np.float64)
+        scores = np.array([d.score for d in frame.detections], dtype=np.float64)
+        kept = np.sort(
+            class_aware_nms(boxes, scores, np.zeros(count, dtype=np.int32), self.config.duplicate_iou, count)
+        )
         detections = sv.Detections(
-            xyxy=boxes.reshape(-1, 4),
-            confidence=np.array([d.score for d in frame.detections], dtype=np.float64),
-            class_id=np.array([d.class_id for d in frame.detections], dtype=int),
-            data={"index": np.arange(count)},
+            xyxy=boxes.reshape(-1, 4)[kept],
+            confidence=scores[kept],
+            class_id=np.array([d.class_id for d in frame.detections], dtype=int)[kept],
+            data={"index": kept},
         )
         result = tracker.update(detections, timestamp=frame.captured_at.timestamp())
+        _confirm_new_tracks(tracker, result)
         owner = {int(i): int(t) for i, t in zip(result.data.get("index", []), result.tracker_id, strict=True)}
         observations = []
         for index, detection in enumerate(frame.detections):
@@ -225,6 +235,26 @@ class SceneTracker:
                 )
             )
         return observations
+
+
+def _confirm_new_tracks(tracker: ByteTrackTracker, result: sv.Detections) -> None:
+    """Give a track started on this frame its id now, not on its second sighting.
+
+    trackers 2.6.1 spawns a tracklet with ``tracker_id`` -1 and numbers it when it is matched
+    again, even with ``minimum_consecutive_frames=1``: the first detection of every object would
+    carry no id. Relies on 2.6.1's ``tracks``, ``tracker_id`` and ``_allocate_tracker_id``
+    (``check_trackers_version`` pins it). Spawned tracklets start at their detection's box."""
+    unnumbered = [index for index, number in enumerate(result.tracker_id) if number < 0]
+    if not unnumbered:
+        return
+    spawned = [t for t in tracker.tracks if t.tracker_id < 0 and t.time_since_update == 0]
+    for index in unnumbered:
+        box = result.xyxy[index]
+        tracklet = next((t for t in spawned if np.allclose(t.get_state_bbox(), box, atol=1e-6)), None)
+        if tracklet is not None:
+            tracklet.tracker_id = tracker._allocate_tracker_id()
+            result.tracker_id[index] = tracklet.tracker_id
+            spawned.remove(tracklet)
 
 
 def _track_id(camera_id: str, generation: int, number: int) -> str:

@@ -13,6 +13,7 @@ BENCHMARKS = {
     "passthrough": "framestream.bench.passthrough",
     "pipeline": "framestream.bench.pipeline",
     "sink": "framestream.bench.sink",
+    "tracking": "framestream.bench.tracking",
 }
 
 
