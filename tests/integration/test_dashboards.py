@@ -82,6 +82,7 @@ def seed_messages() -> list:
                         severity=severity,
                         zone="gate" if seq % 2 else None,
                         captured_at=BASE_TIME + timedelta(minutes=4 * seq, seconds=camera_index),
+                        snapshot_url=snapshot_url(rule, camera, seq),
                     )
                 )
     for offset in range(6):
@@ -157,6 +158,11 @@ def camera_health_messages() -> list:
                 }
             reports.append(make_camera_health(camera, seq, state=state, **fields))
     return reports
+
+
+def snapshot_url(rule: str, camera: str, seq: int) -> str | None:
+    """Most alerts have a snapshot; every fourth frame's was gone from the topic (NULL)."""
+    return None if seq % 4 == 0 else f"https://snapshots.example/{camera}/{rule}:{camera}:{seq}.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -315,3 +321,12 @@ def test_drift_and_review_precision_on_the_dashboards(seeded: Seeded) -> None:
     cam_1 = [r for r in latest.values() if r.camera_id == "cam-1"]
     _, rows = run("framestream-alerts", "Reviews", camera=["cam-1"])
     assert rows == [(len(cam_1),)]
+
+
+def test_alert_snapshots_panel_lists_the_stored_urls(seeded: Seeded) -> None:
+    dashboard = DASHBOARDS["framestream-alerts"]
+    values = all_values(seeded.client, dashboard, SEEDED, INTERVAL_S)
+    names, _, rows = run_panel(seeded.client, dashboard.panel("Alert snapshots"), SEEDED, values)
+    alerts = [m for m in seed_messages() if isinstance(m, Alert) and m.snapshot_url]
+    expected = [a.snapshot_url for a in sorted(alerts, key=lambda a: a.raised_at, reverse=True)][:24]
+    assert names[0] == "snapshot" and [row[0] for row in rows] == expected
