@@ -19,7 +19,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from prometheus_client import REGISTRY
 
 from framestream.settings import REPO_ROOT, KafkaSettings
-from schemas import DeadLetter, FrameMeta
+from schemas import CameraHealth, DeadLetter, FrameMeta, HealthTrigger
 from streams.ingest.cameras import Camera, FileSource, FolderSource, SyntheticSource
 from streams.ingest.producer import CameraIngest
 from streams.kafka_config import consumer_config
@@ -47,6 +47,25 @@ def read_all(kafka: KafkaSettings, topic: str, expected: int, timeout_s: float =
         extra = consumer.poll(1.0)
         if extra is not None and not extra.error():
             messages.append(extra)
+    finally:
+        consumer.close()
+    return messages
+
+
+def read_until_quiet(kafka: KafkaSettings, topic: str, quiet_s: float = 3.0, timeout_s: float = 60.0) -> list[Message]:
+    """Every record of ``topic`` from the start, in each partition's order, once none came for ``quiet_s``."""
+    consumer = Consumer(consumer_config(kafka, "reader"))
+    partitions = consumer.list_topics(timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    messages = []
+    deadline = time.monotonic() + timeout_s
+    last = time.monotonic()
+    try:
+        while time.monotonic() - last < quiet_s and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and not message.error():
+                messages.append(message)
+                last = time.monotonic()
     finally:
         consumer.close()
     return messages
@@ -114,6 +133,14 @@ def test_folder_and_synthetic_cameras(
     assert not any(p.error for p in progress.values())
     assert produced_metric("stills") - produced_before == 3
     assert REGISTRY.get_sample_value("framestream_ingest_dead_letters_total", {"camera": "stills"}) >= 1
+    # The undecodable file is a decode error in the camera's health, next to its frames.
+    reports = [
+        CameraHealth.model_validate_json(m.value()) for m in read_until_quiet(kafka_settings, topics.camera_health)
+    ]
+    finals = {r.camera_id: r for r in reports if r.trigger is HealthTrigger.FINAL}
+    assert (finals["stills"].decode_errors_total, finals["stills"].frames_total) == (1, 3)
+    assert (finals["pattern"].decode_errors_total, finals["pattern"].frames_total) == (0, 25)
+    assert REGISTRY.get_sample_value("framestream_ingest_decode_errors_total", {"camera": "stills"}) >= 1
 
 
 def test_a_video_file_is_sampled_down_to_the_target_fps(kafka_settings: KafkaSettings, topics: TopicNames) -> None:

@@ -10,7 +10,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from prometheus_client import REGISTRY
 
 from framestream.services.rtsp import RtspCamera, rtsp_unavailable
@@ -19,8 +18,8 @@ from schemas import CameraHealth, CameraState, FrameMeta, HealthTrigger
 from streams.ingest.cameras import Camera, SyntheticSource, UrlSource
 from streams.ingest.producer import CameraIngest
 from streams.ingest.sources import FFMPEG_OPTIONS_ENV
-from streams.kafka_config import consumer_config
 from streams.topics import TopicNames
+from tests.integration.test_ingest import read_until_quiet
 
 pytestmark = [
     pytest.mark.integration,
@@ -28,25 +27,6 @@ pytestmark = [
 ]
 
 OUTAGE_S = 4.0
-
-
-def read_until_quiet(kafka: KafkaSettings, topic: str, quiet_s: float = 3.0, timeout_s: float = 60.0) -> list:
-    """Every record of ``topic`` from the start, in each partition's order, once none came for ``quiet_s``."""
-    consumer = Consumer(consumer_config(kafka, "reader"))
-    partitions = consumer.list_topics(timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    messages = []
-    deadline = time.monotonic() + timeout_s
-    last = time.monotonic()
-    try:
-        while time.monotonic() - last < quiet_s and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is not None and not message.error():
-                messages.append(message)
-                last = time.monotonic()
-    finally:
-        consumer.close()
-    return messages
 
 
 def wait_for(condition, timeout_s: float, what: str) -> None:  # noqa: ANN001
