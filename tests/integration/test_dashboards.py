@@ -29,6 +29,7 @@ from tests.factories import (
     make_model_alert,
 )
 from tests.fixtures.clickhouse import TEST_TTL_DAYS, ClickHouseTarget
+from tests.integration.scene_seed import track_messages
 
 pytestmark = pytest.mark.integration
 
@@ -96,6 +97,7 @@ def seed_messages() -> list:
     messages.extend(camera_health_messages())
     messages.extend(model_alert_messages())
     messages.extend(review_messages([m for m in messages if isinstance(m, Alert)]))
+    messages.extend(track_messages())  # the scene dashboard's
     return messages
 
 
