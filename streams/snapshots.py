@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -42,7 +43,7 @@ from schemas import Alert, FrameDetections
 from schemas.detections import Detection
 from schemas.rules import Rule
 from streams.context import WorkerContext
-from streams.example_store import ExampleStore, FileStore, S3Store, open_store
+from streams.example_store import ExampleStore, FileStore, S3Store, fetch, open_store
 from streams.faces import FaceDetectorClient
 from streams.hard_examples import FrameFetchError, KafkaFrameFetcher
 from streams.inference import InferenceRejected, retry_transient
@@ -51,6 +52,7 @@ from streams.retry import RetryPolicy, retry_sync
 log = logging.getLogger(__name__)
 DEFAULT_FOLDER = "snapshots"
 Exported = Literal["snapshot", "hard_example", "annotated"]
+REPORT_RETRY = RetryPolicy(initial_s=0.1, max_s=0.1)
 
 
 class SnapshotSettings(BaseSettings):
@@ -275,6 +277,39 @@ class SnapshotTaker:
         self.executor.submit(self.fetcher.close).result()
         self.executor.submit(self.store.close).result()
         self.executor.shutdown(wait=True)
+
+
+@dataclass(frozen=True)
+class SnapshotReader:
+    """How ``framestream report`` reads snapshots back: the S3 endpoint (credentials: boto3's chain)."""
+
+    endpoint_url: str | None = None
+    client: object | None = None
+
+    @classmethod
+    def from_settings(cls, settings: SnapshotSettings | None = None) -> SnapshotReader:
+        return cls((settings or SnapshotSettings()).s3_endpoint_url or None)
+
+
+def read_snapshot(url: str, reader: SnapshotReader) -> bytes | None:
+    """The JPEG behind a file:// or s3:// snapshot URL; None when it is gone (pruned) or unreadable."""
+    stop = threading.Event()
+    stop.set()  # a report does not wait out an outage: one attempt
+    try:
+        return fetch(url, retry=REPORT_RETRY, stop=stop, endpoint_url=reader.endpoint_url, client=reader.client)
+    except Exception as error:  # missing file, StoreError (NoSuchKey), RetryCancelled (S3 away), bad URL
+        log.info("snapshot not readable", extra={"url": url, "error": str(error)})
+        return None
+
+
+def thumbnail(jpeg: bytes, width: int = 240) -> bytes:
+    """A ``width``-pixel-wide JPEG of a snapshot, for pages that embed many."""
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("not a JPEG snapshot")
+    height = max(1, round(image.shape[0] * width / image.shape[1]))
+    small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    return cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
 
 
 def prune(store: ExampleStore, older_than: timedelta, now: datetime | None = None) -> int:

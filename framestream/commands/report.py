@@ -37,6 +37,7 @@ from framestream.grafana_sql import (  # noqa: E402
 )
 from framestream.settings import Settings  # noqa: E402
 from streams.sinks.clickhouse_db import ChdbBusyError, connect  # noqa: E402
+from streams.snapshots import SnapshotReader, read_snapshot, thumbnail  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,11 @@ ANALYST_QUERIES = {
         FROM frames WHERE $__timeFilter(captured_at)
         ORDER BY store_latency_ms DESC LIMIT 10""",
 }
+# The newest alerts with a snapshot, shown as thumbnails under the plots.
+SNAPSHOTS_QUERY = """
+    SELECT snapshot_url, raised_at, rule_id, camera_id, toString(severity) AS severity
+    FROM alerts FINAL WHERE $__timeFilter(captured_at) AND snapshot_url IS NOT NULL
+    ORDER BY raised_at DESC LIMIT 12"""
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 
 
@@ -130,14 +136,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"framestream report: cannot open ClickHouse: {error}", file=sys.stderr)
         return 2
     try:
-        page = build_report(client, time_range, out)
+        page = build_report(client, time_range, out, snapshot_reader=SnapshotReader.from_settings())
     finally:
         client.close()
     print(f"report: {page}")
     return 0
 
 
-def build_report(client: Client, time_range: TimeRange, out: Path) -> Path:
+def build_report(
+    client: Client, time_range: TimeRange, out: Path, snapshot_reader: SnapshotReader | None = None
+) -> Path:
     """Write the PNGs and ``report.html`` into ``out``; return the HTML path."""
     out.mkdir(parents=True, exist_ok=True)
     dashboards = load_dashboards()
@@ -155,8 +163,9 @@ def build_report(client: Client, time_range: TimeRange, out: Path) -> Path:
             continue
         plots.append(_save_plot(panel, result, out / f"{number:02d}-{_slug(title)}.png"))
     tables = {name: _query(client, expand(sql, time_range, interval_s, {})) for name, sql in ANALYST_QUERIES.items()}
+    snapshots = _snapshots(client, time_range, interval_s, snapshot_reader or SnapshotReader())
     page = out / "report.html"
-    page.write_text(_html(time_range, headlines, plots, tables, notes), encoding="utf-8")
+    page.write_text(_html(time_range, headlines, plots, tables, notes, snapshots), encoding="utf-8")
     log.info("report written", extra={"path": str(page), "plots": len(plots)})
     return page
 
@@ -261,7 +270,35 @@ def _slug(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
 
-def _html(time_range: TimeRange, headlines: list, plots: list[RenderedPlot], tables: dict, notes: list[str]) -> str:
+def _snapshots(client: Client, time_range: TimeRange, interval_s: int, reader: SnapshotReader) -> str:
+    """Thumbnails of the newest snapshots: embedded (file://, s3://) or referenced (http(s)://)."""
+    result = _query(client, expand(SNAPSHOTS_QUERY, time_range, interval_s, {}))
+    figures = []
+    for url, raised_at, rule_id, camera_id, severity in result.rows:
+        caption = html.escape(f"{raised_at:%Y-%m-%d %H:%M:%S} · {severity} · {rule_id} · {camera_id}")
+        if url.startswith(("http://", "https://")):
+            source = html.escape(url, quote=True)
+        else:
+            data = read_snapshot(url, reader)
+            if data is None:
+                figures.append(f'<figure class="thumb"><p>snapshot gone</p><figcaption>{caption}</figcaption></figure>')
+                continue
+            source = "data:image/jpeg;base64," + base64.b64encode(thumbnail(data)).decode("ascii")
+        figures.append(
+            f'<figure class="thumb"><a href="{html.escape(url, quote=True)}"><img alt="{html.escape(rule_id)}" '
+            f'src="{source}"></a><figcaption>{caption}</figcaption></figure>'
+        )
+    return f"<h1>Alert snapshots</h1><div>{''.join(figures)}</div>" if figures else ""
+
+
+def _html(
+    time_range: TimeRange,
+    headlines: list,
+    plots: list[RenderedPlot],
+    tables: dict,
+    notes: list[str],
+    snapshots: str = "",
+) -> str:
     figures = "".join(
         f'<figure><img alt="{html.escape(plot.title)}" src="data:image/png;base64,'
         f'{base64.b64encode(plot.png).decode("ascii")}"></figure>'
@@ -279,10 +316,11 @@ def _html(time_range: TimeRange, headlines: list, plots: list[RenderedPlot], tab
 <style>body{{font-family:sans-serif;margin:2em;color:#222}}figure{{margin:1em 0}}img{{max-width:100%}}
 .card{{display:inline-block;margin:0 1.5em 1em 0}}.card b{{display:block;font-size:1.8em}}
 .card span{{color:#666;font-size:.9em}}table{{border-collapse:collapse;font-size:.85em;margin-bottom:1.5em}}
-td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}th{{background:#f3f3f3}}</style></head>
+td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}th{{background:#f3f3f3}}
+.thumb{{display:inline-block;width:240px;margin:0 1em 1em 0;vertical-align:top;font-size:.8em}}</style></head>
 <body><h1>framestream report</h1>
 <p>{time_range.start:%Y-%m-%d %H:%M} – {time_range.end:%Y-%m-%d %H:%M} UTC · generated {generated}</p>
-<div>{cards}</div>{figures}{f"<ul>{missing}</ul>" if missing else ""}<h1>Analyst queries</h1>{sections}
+<div>{cards}</div>{figures}{f"<ul>{missing}</ul>" if missing else ""}{snapshots}<h1>Analyst queries</h1>{sections}
 </body></html>
 """
 

@@ -12,6 +12,7 @@ import textwrap
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from clickhouse_connect.driver.client import Client
 
@@ -106,3 +107,32 @@ def test_report_command_end_to_end(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == f"report: {out / 'report.html'}"
     assert len(list(out.glob("*.png"))) == len(PLOTS)
+
+
+def test_report_shows_snapshot_thumbnails(clickhouse_client: Client, tmp_path: Path) -> None:
+    """Stored snapshots are embedded as thumbnails, http(s) ones referenced, pruned ones named as gone."""
+    import cv2
+
+    from tests.factories import make_alert
+
+    photo = cv2.imread(str(Path(__file__).resolve().parents[1] / "data" / "photos" / "dog.jpg"))
+    stored = tmp_path / "snapshots" / "cam-9" / "late:cam-9:1.jpg"
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(cv2.imencode(".jpg", photo)[1].tobytes())
+    late = BASE_TIME + timedelta(minutes=170)
+    extra = [
+        make_alert("late", "cam-9", 1, captured_at=late, snapshot_url=stored.resolve().as_uri()),
+        make_alert("late", "cam-9", 2, captured_at=late, snapshot_url=(tmp_path / "pruned.jpg").as_uri()),
+    ]
+    sink = ClickHouseSink(clickhouse_client, clickhouse_client.database)
+    for message in [*seed_messages(), *extra]:
+        sink.add(message)
+    sink.flush()
+    document = build_report(clickhouse_client, SEEDED, tmp_path / "report").read_text()
+    section = document[document.index("<h1>Alert snapshots</h1>") : document.index("<h1>Analyst queries</h1>")]
+    assert section.count('<figure class="thumb">') == 12
+    [embedded] = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', section)
+    thumb = cv2.imdecode(np.frombuffer(base64.b64decode(embedded), np.uint8), cv2.IMREAD_COLOR)
+    assert thumb.shape[1] == 240 and abs(thumb.shape[0] - 240 * photo.shape[0] / photo.shape[1]) <= 1
+    assert section.count("snapshot gone") == 1
+    assert section.count('src="https://snapshots.example/') == 10
