@@ -44,6 +44,7 @@ from schemas.reviews import AlertReview
 from streams.context import WorkerContext, raw_topic
 from streams.deadletter import DeadLetterRule, Rejection
 from streams.delivery import Outgoing, hold, produce_in_order, release
+from streams.hard_examples import HardExampleCapture
 
 log = logging.getLogger(__name__)
 STAGE = "monitor"
@@ -136,9 +137,15 @@ def model_alert(camera_id: str, event: DriftEvent, frame: FrameDetections, raise
 
 class MonitorStage:
     def __init__(
-        self, context: WorkerContext, drift: DriftMonitor, model_alerts: faust.TopicT, deadletter: faust.TopicT
+        self,
+        context: WorkerContext,
+        drift: DriftMonitor,
+        model_alerts: faust.TopicT,
+        deadletter: faust.TopicT,
+        capture: HardExampleCapture | None = None,
     ) -> None:
         self.context = context
+        self.capture = capture  # hard examples (streams/hard_examples.py); None: drift only
         self.metrics = context.metrics
         self.drift_monitor = drift
         self.model_alerts_topic = model_alerts
@@ -174,14 +181,15 @@ class MonitorStage:
     async def on_detections(self, message: FrameDetections) -> list[Outgoing]:
         """Everything to produce for one frame: its model alerts (and, with capture, its hard examples)."""
         outgoing = self.drift(message)
-        # hard examples (after drift, so the flag includes this frame's test):
-        #   outgoing += await capture.on_detections(message, drifting=self.is_drifting(message.camera_id))
+        if self.capture is not None:  # after drift, so the flag includes this frame's test
+            outgoing += await self.capture.on_detections(message, drifting=self.is_drifting(message.camera_id))
         return outgoing
 
     async def on_review(self, review: AlertReview) -> list[Outgoing]:
         """Everything to produce for one alert review (reviews are stored by the persist stage)."""
         outgoing: list[Outgoing] = []
-        # hard examples: outgoing += await capture.on_review(review)
+        if self.capture is not None:
+            outgoing += await self.capture.on_review(review)
         return outgoing
 
     def is_drifting(self, camera_id: str) -> bool:
@@ -207,8 +215,10 @@ def register(app: faust.App, context: WorkerContext, settings: MonitorSettings |
     config = (settings or MonitorSettings()).drift_config()
     log.info("drift monitor", extra={"config": repr(config)})
     topics = context.topics
+    capture = HardExampleCapture(context, topic=raw_topic(app, topics.hard_examples))
+    context.closers.append(capture.close)
     stage = MonitorStage(
-        context, DriftMonitor(config), raw_topic(app, topics.model_alerts), raw_topic(app, topics.deadletter)
+        context, DriftMonitor(config), raw_topic(app, topics.model_alerts), raw_topic(app, topics.deadletter), capture
     )
 
     @app.agent(raw_topic(app, topics.detections, topics.alert_reviews), name=STAGE)
