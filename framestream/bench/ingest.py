@@ -47,6 +47,7 @@ from processors.sampling import FpsSampler
 from streams.ingest.cameras import Camera, FileSource, SyntheticSource
 from streams.ingest.frames import encode_frame
 from streams.ingest.health import IngestHealth
+from streams.ingest.producer import SAMPLING_MARGIN
 from streams.ingest.sources import open_source
 
 RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
@@ -175,7 +176,8 @@ def run_camera(camera: Camera, stop: threading.Event, stats: CameraStats, health
     frames = source.frames()
     try:
         for seq, captured in enumerate(frames):
-            if not sampler.keep(captured.captured_at.timestamp()):
+            needs_sampling = source.rate_fps is None or source.rate_fps > camera.fps * SAMPLING_MARGIN
+            if needs_sampling and not sampler.keep(captured.captured_at.timestamp()):
                 continue
             encoded = encode_frame(camera, captured, seq)
             encoded.meta.to_headers()

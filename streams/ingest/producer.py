@@ -34,7 +34,7 @@ from streams.ingest import metrics
 from streams.ingest.cameras import Camera
 from streams.ingest.frames import IngestError, dead_letter_for_file, dead_letter_for_frame, encode_frame
 from streams.ingest.health import IngestHealth
-from streams.ingest.sources import CapturedFrame, SourceError, StreamEvents, open_source
+from streams.ingest.sources import CapturedFrame, FrameSource, SourceError, StreamEvents, open_source
 from streams.kafka_config import KafkaSettings, producer_config
 from streams.retry import RetryPolicy, log_retry
 from streams.topics import TopicNames
@@ -55,6 +55,7 @@ PERMANENT_ERRORS = frozenset(
 # A failed delivery is produced again after 0.2 s, 0.4 s, ... up to 5 s, for as long as it fails.
 DELIVERY_RETRY = RetryPolicy(initial_s=0.2, max_s=5.0, multiplier=2.0)
 HEALTH_TICK_S = 0.5  # how often the health thread looks for due reports and silent cameras
+SAMPLING_MARGIN = 1.01  # a source up to 1 % faster than the target (29.97 vs 30 fps) is not sampled
 
 
 @dataclass
@@ -228,7 +229,7 @@ class CameraIngest:
         source = open_source(camera, on_undecodable, self._stops[camera.id], events=events)
         frames = source.frames()
         try:
-            self._camera_loop(camera, frames)
+            self._camera_loop(camera, frames, source)
         except (SourceError, IngestError) as error:
             progress.error = str(error)
             log.error("camera stopped", extra={"camera": camera.id, "error": str(error)})
@@ -239,13 +240,16 @@ class CameraIngest:
             frames.close()
             progress.finished = True
 
-    def _camera_loop(self, camera: Camera, frames: Iterator[CapturedFrame]) -> None:
+    def _camera_loop(self, camera: Camera, frames: Iterator[CapturedFrame], source: FrameSource) -> None:
         progress = self._progress[camera.id]
         sampler = FpsSampler(camera.fps)
         limit = self._frame_limit(camera)
         seq = self.first_seq
         for captured in frames:
-            if not sampler.keep(captured.captured_at.timestamp()):
+            # A source paced at or below the target is not sampled: scheduling jitter would make
+            # the sampler drop frames that came a little early, and the camera miss its target.
+            needs_sampling = source.rate_fps is None or source.rate_fps > camera.fps * SAMPLING_MARGIN
+            if needs_sampling and not sampler.keep(captured.captured_at.timestamp()):
                 metrics.FRAMES_SAMPLED_OUT.labels(camera.id).inc()
                 continue
             started = time.perf_counter()

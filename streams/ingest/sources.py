@@ -88,6 +88,9 @@ class FrameSource(ABC):
 
     def __init__(self, stop: threading.Event | None = None) -> None:
         self.stop_event = stop or threading.Event()
+        # The rate frames come at when known (a replay paces itself); None for a live stream.
+        # At or below the camera's target there is nothing to sample away.
+        self.rate_fps: float | None = None
 
     @abstractmethod
     def frames(self) -> Generator[CapturedFrame, None, None]:
@@ -133,7 +136,8 @@ class VideoFileSource(FrameSource):
         while not self.stop_event.is_set():
             capture = self._open()
             try:
-                pacer = Pacer(video_fps(capture), self.stop_event)
+                self.rate_fps = video_fps(capture)
+                pacer = Pacer(self.rate_fps, self.stop_event)
                 count = yield from self._play(capture, pacer)
             finally:
                 capture.release()
@@ -184,6 +188,7 @@ class ImageFolderSource(FrameSource):
         self.loop = config.loop
         self.fps = fps
         self.on_undecodable = on_undecodable
+        self.rate_fps = fps
         self.rejected: set[Path] = set()
         self._told_ignored = False
 
@@ -229,6 +234,7 @@ class SyntheticPatternSource(FrameSource):
         super().__init__(stop)
         self.config = config
         self.fps = fps
+        self.rate_fps = fps
         self._rng = np.random.default_rng(config.seed)
         self._background = self._gradient(config.width, config.height)
 
