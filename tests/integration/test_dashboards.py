@@ -13,7 +13,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from framestream.grafana_sql import Dashboard, Panel, TimeRange, all_values, column_kind, expand, load_dashboards
-from schemas import Alert, AlertReview, ImageStats, StageTimings
+from schemas import Alert, AlertReview, FrameDetections, HardExample, ImageStats, StageTimings
 from schemas.alerts import Severity
 from schemas.camera_health import CameraState, HealthTrigger
 from streams.sinks.clickhouse import ClickHouseSink
@@ -98,7 +98,38 @@ def seed_messages() -> list:
     messages.extend(model_alert_messages())
     messages.extend(review_messages([m for m in messages if isinstance(m, Alert)]))
     messages.extend(track_messages())  # the scene dashboard's
+    messages.extend(hard_example_messages([m for m in messages if isinstance(m, FrameDetections)]))
     return messages
+
+
+HARD_REASONS = ("uncertain", "confused", "rare_class", "drifting_camera", "reviewed_false")
+
+
+def hard_example_messages(frames: list) -> list:
+    """Every fifth frame sampled, its reason cycling through all five (frame 0 of each camera twice)."""
+    examples = []
+    for index, frame in enumerate(f for f in frames if f.frame_seq % 5 == 0):
+        reasons = HARD_REASONS[index % 5 : index % 5 + 1] + (("uncertain",) if frame.frame_seq == 0 else ())
+        for reason in dict.fromkeys(reasons):
+            examples.append(
+                HardExample(
+                    example_id=f"{frame.event_id}:{reason}",
+                    camera_id=frame.camera_id,
+                    frame_seq=frame.frame_seq,
+                    event_id=frame.event_id,
+                    reason=reason,
+                    captured_at=frame.captured_at,
+                    sampled_at=frame.detected_at,
+                    image_uri=None if index % 7 == 0 else f"file:///store/{frame.camera_id}/{frame.frame_seq}.jpg",
+                    predictions_uri=f"file:///store/{frame.camera_id}/{frame.frame_seq}.json",
+                    width=frame.width,
+                    height=frame.height,
+                    model_name=frame.model_name,
+                    model_version=frame.model_version,
+                    predictions=frame.detections,
+                )
+            )
+    return examples
 
 
 # camera -> (statistic, state, seq of the seeded 4-minute grid): cam-1 and cam-3 end drifting, cam-2 never drifts.
@@ -332,3 +363,18 @@ def test_alert_snapshots_panel_lists_the_stored_urls(seeded: Seeded) -> None:
     alerts = [m for m in seed_messages() if isinstance(m, Alert) and m.snapshot_url]
     expected = [a.snapshot_url for a in sorted(alerts, key=lambda a: a.raised_at, reverse=True)][:24]
     assert names[0] == "snapshot" and [row[0] for row in rows] == expected
+
+
+def test_hard_examples_on_the_model_health_dashboard(seeded: Seeded) -> None:
+    dashboard = DASHBOARDS["framestream-model-health"]
+    values = all_values(seeded.client, dashboard, SEEDED, INTERVAL_S)
+    examples = [m for m in seed_messages() if isinstance(m, HardExample)]
+    names, _, rows = run_panel(seeded.client, dashboard.panel("Hard examples per hour by reason"), SEEDED, values)
+    by_reason: dict[str, int] = {}
+    for row in rows:
+        by_reason[row[names.index("reason")]] = by_reason.get(row[names.index("reason")], 0) + row[-1]
+    assert by_reason == {r: sum(e.reason.value == r for e in examples) for r in HARD_REASONS}
+    names, _, rows = run_panel(seeded.client, dashboard.panel("Hard examples"), SEEDED, values)
+    assert len(rows) == len({e.event_id for e in examples})
+    first = next(row for row in rows if row[names.index("camera_id")] == "cam-0" and row[names.index("frame_seq")] == 0)
+    assert "uncertain" in first[names.index("reasons")].split(", ")
