@@ -57,6 +57,8 @@ CLIP_DIR = REPO_ROOT / "var" / "bench"
 # A camera keeps up while it achieves this share of its target fps. Not 100 %: a stream at exactly
 # the target rate loses a few frames to the sampler whenever scheduling jitter brings one in early.
 KEEP_UP_FPS = 0.85
+# Pinned to one core and behind while using less than this much of it: the core was busy elsewhere.
+STARVED_BELOW_CORES = 0.8
 _GST_CLIP = """
 import sys, gi
 gi.require_version("Gst", "1.0")
@@ -100,6 +102,14 @@ class Trial:
     @property
     def min_fps(self) -> float:
         return min(self.fps_by_camera)
+
+    @property
+    def cores_used(self) -> float:
+        return self.cpu_s / self.wall_s
+
+    def starved(self) -> bool:
+        """Fell behind while this process got well under a core: other processes had the CPU."""
+        return not self.keeps_up() and self.cores_used < STARVED_BELOW_CORES
 
     def keeps_up(self) -> bool:
         return self.min_fps >= KEEP_UP_FPS * self.target_fps and self.age_p50_ms <= 1000 / self.target_fps
@@ -236,7 +246,7 @@ def median_trial(args: argparse.Namespace, count: int, clip: Path | None) -> Tri
     print(
         f"  {count:>3} cameras: {trial.cpu_per_camera * 100:5.1f} % of a core per camera, "
         f"fps min {trial.min_fps:5.2f} / {args.fps:g}, frame age p50 {trial.age_p50_ms:6.1f} ms "
-        f"p95 {trial.age_p95_ms:6.1f} ms  {'keeps up' if trial.keeps_up() else 'FALLS BEHIND'}",
+        f"p95 {trial.age_p95_ms:6.1f} ms, {trial.cores_used:4.2f} cores used  {_verdict(trial)}",
         flush=True,
     )
     return trial
@@ -294,6 +304,12 @@ def main(argv: list[str], settings: Settings) -> int:
     return 0
 
 
+def _verdict(trial: Trial) -> str:
+    if trial.keeps_up():
+        return "keeps up"
+    return "FALLS BEHIND (starved: other processes had the core)" if trial.starved() else "FALLS BEHIND"
+
+
 def _trial(trial: Trial) -> dict[str, object]:
     return {
         "cameras": trial.cameras,
@@ -301,5 +317,7 @@ def _trial(trial: Trial) -> dict[str, object]:
         "min_fps": round(trial.min_fps, 2),
         "frame_age_p50_ms": round(trial.age_p50_ms, 1),
         "frame_age_p95_ms": round(trial.age_p95_ms, 1),
+        "cores_used": round(trial.cores_used, 3),
         "keeps_up": trial.keeps_up(),
+        "starved": trial.starved(),
     }

@@ -47,3 +47,11 @@ def test_keeps_up(fps: tuple[float, ...], age_p50_ms: float, keeps_up: bool) -> 
     trial = Trial(2, 10.0, 5.0, 1.0, fps, age_p50_ms, age_p50_ms * 2)
     assert trial.keeps_up() is keeps_up
     assert trial.cpu_per_camera == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("cpu_s", "fps", "starved"),
+    [(2.0, (5.0,), True), (4.8, (5.0,), False), (2.0, (10.0,), False)],  # 0.4 / 0.96 / 0.4 cores of 5 s
+)
+def test_behind_with_the_core_busy_elsewhere_is_starved(cpu_s: float, fps: tuple[float, ...], starved: bool) -> None:
+    assert Trial(8, 10.0, 5.0, cpu_s, fps, 20.0, 40.0).starved() is starved
