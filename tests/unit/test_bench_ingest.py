@@ -46,7 +46,8 @@ def test_the_search_finds_the_capacity(capacity: int) -> None:
 def test_keeps_up(fps: tuple[float, ...], age_p50_ms: float, keeps_up: bool) -> None:
     trial = Trial(2, 10.0, 5.0, 1.0, fps, age_p50_ms, age_p50_ms * 2)
     assert trial.keeps_up() is keeps_up
-    assert trial.cpu_per_camera == pytest.approx(0.1)
+    assert trial.cpu_ms_per_frame == pytest.approx(1000 / (sum(fps) * 5.0))
+    assert trial.cpu_per_camera == pytest.approx(trial.cpu_ms_per_frame * 10 / 1000)
 
 
 @pytest.mark.parametrize(
