@@ -47,6 +47,8 @@ HEADLINES = (
     ("framestream-detections", "Detections"),
     ("framestream-alerts", "Alerts"),
     ("framestream-operations", "Dead letters"),
+    ("framestream-scene", "Tracks"),
+    ("framestream-scene", "Line crossings"),
 )
 PLOTS = (
     ("framestream-operations", "Frames per second by camera"),
@@ -62,6 +64,9 @@ PLOTS = (
     ("framestream-alerts", "Alerts by severity"),
     ("framestream-model-health", "Mean confidence per hour by class"),
     ("framestream-model-health", "Frames with no detections per hour"),
+    ("framestream-scene", "Line crossings per hour"),
+    ("framestream-scene", "Zone occupancy over time"),
+    ("framestream-scene", "Dwell time per track"),
 )
 # Analyst queries, in the dashboards' macro dialect so the same expander fills the time range.
 ANALYST_QUERIES = {
@@ -80,6 +85,29 @@ ANALYST_QUERIES = {
                uniqExact(camera_id) AS cameras, max(raised_at) AS last_raised
         FROM alerts WHERE $__timeFilter(captured_at)
         GROUP BY rule_id, severity ORDER BY alerts DESC LIMIT 20""",
+    "Line crossings per hour, in and out": """
+        SELECT hour, camera_id, line,
+               uniqExactMergeIf(crossings, direction = 'in') AS crossed_in,
+               uniqExactMergeIf(crossings, direction = 'out') AS crossed_out,
+               crossed_in - crossed_out AS net_in
+        FROM line_crossings_per_hour WHERE $__timeFilter(hour)
+        GROUP BY hour, camera_id, line ORDER BY hour DESC, camera_id, line LIMIT 48""",
+    "Longest zone visits": """
+        SELECT camera_id, zone, track_id, class_name, entered_at, round(dwell_s, 1) AS dwell_s, toString(ended) AS ended
+        FROM zone_visits WHERE $__timeFilter(captured_at)
+        ORDER BY dwell_s DESC LIMIT 10""",
+    "Dwell per track by class": """
+        SELECT class_name, count() AS tracks, round(quantile(0.5)(dwell_s), 1) AS median_s,
+               round(quantile(0.9)(dwell_s), 1) AS p90_s, round(max(dwell_s), 1) AS max_s
+        FROM (SELECT track_id, anyLast(class_name) AS class_name,
+                     dateDiff('millisecond', min(first_seen), max(last_seen)) / 1000 AS dwell_s
+              FROM track_spans GROUP BY camera_id, track_id HAVING $__timeFilter(min(first_seen)))
+        GROUP BY class_name ORDER BY tracks DESC""",
+    "Fastest tracks": """
+        SELECT track_id, camera_id, anyLast(class_name) AS class_name, round(max(speed_px_s), 1) AS max_px_s,
+               round(avg(speed_px_s), 1) AS mean_px_s, count() AS frames
+        FROM track_points WHERE $__timeFilter(captured_at) AND speed_px_s IS NOT NULL
+        GROUP BY track_id, camera_id ORDER BY max_px_s DESC LIMIT 10""",
     "Slowest frames": """
         SELECT event_id, captured_at, store_latency_ms, detect_latency_ms, queue_ms, batch_wait_ms, triton_ms
         FROM frames WHERE $__timeFilter(captured_at)
@@ -199,6 +227,9 @@ def _save_plot(panel: Panel, result: QueryResult, path: Path) -> RenderedPlot:
         _plot_series(axes, panel, result)
     elif panel.type == "piechart":
         _plot_pie(axes, result)
+    elif panel.type == "histogram":
+        axes.hist([row[0] for row in result.rows], bins=30, color="#3274d9")
+        axes.set_xlabel(result.columns[0])
     else:
         _plot_bars(axes, result)
     axes.set_title(panel.title, loc="left", fontsize=11)

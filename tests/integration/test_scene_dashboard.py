@@ -7,6 +7,8 @@ import statistics
 
 import pytest
 
+from framestream.commands.report import ANALYST_QUERIES
+from framestream.grafana_sql import expand
 from tests.integration.scene_seed import CAMERAS, FRAMES, expected_crossings, track_messages
 from tests.integration.test_dashboards import DASHBOARDS, INTERVAL_S, SEEDED, Seeded, all_values, run_panel, seeded
 
@@ -49,3 +51,17 @@ def test_dwell_distributions(seeded: Seeded) -> None:
     assert sorted({row[0] for row in rows}) == [960.0]
     _, visits = panel_rows(seeded, "Zone dwell per visit", zone=["queue"])
     assert len(visits) == len(CAMERAS) * FRAMES // 5 and statistics.mean(v[0] for v in visits) == 720.0
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Line crossings per hour, in and out", "Longest zone visits", "Dwell per track by class", "Fastest tracks"],
+)
+def test_scene_analyst_queries_of_the_report(seeded: Seeded, name: str) -> None:
+    result = seeded.client.query(expand(ANALYST_QUERIES[name], SEEDED, INTERVAL_S, {}))
+    assert result.result_rows, name
+    if name.startswith("Line crossings"):
+        rows = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+        assert sum(r["crossed_in"] + r["crossed_out"] for r in rows) == expected_crossings()
+    if name == "Longest zone visits":
+        assert result.result_rows[0][result.column_names.index("dwell_s")] == 720.0
