@@ -54,7 +54,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         follower = TopicFollower(stack.settings, keep_frames=args.annotated * 4)
         follower.start()
         worker = WorkerProcess(
-            ["--stages", "detect,alert,persist"], worker_id="demo", env=env, log_path=out / "logs" / "worker.log"
+            ["--stages", "detect,track,alert,persist"], worker_id="demo", env=env, log_path=out / "logs" / "worker.log"
         )
         try:
             worker.start()
