@@ -119,6 +119,50 @@ def open_snapshot_store(
     )
 
 
+class FaceBlurrer:
+    """Blurs faces out of frames before they are stored or exported, as ``PrivacySettings`` decide per camera.
+
+    Usage (e.g. hard-example capture, before ``store.put``):
+        blurrer = FaceBlurrer(FaceDetectorClient(triton_url), PrivacySettings(), retry=context.retry)
+        jpeg = await blurrer.blur_jpeg(camera_id, jpeg, "hard_example")   # unchanged where not wanted
+    Unavailable Triton is retried with ``retry``; an image Triton refuses raises ``InferenceRejected``."""
+
+    def __init__(
+        self,
+        faces: FaceDetectorClient,
+        privacy: PrivacySettings,
+        *,
+        retry: RetryPolicy,
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        quality: int = 90,
+    ) -> None:
+        self.faces = faces
+        self.privacy = privacy
+        self.retry = retry
+        self.score_threshold = score_threshold
+        self.quality = quality
+
+    async def face_boxes(self, jpeg: bytes) -> np.ndarray:
+        """[K,4] face boxes in the image's pixels (Triton, retried while unavailable)."""
+        found = await retry_transient(
+            lambda: self.faces.detect(jpeg, self.score_threshold), what="face detection", retry=self.retry
+        )
+        return found.boxes
+
+    async def blur_jpeg(self, camera_id: str, jpeg: bytes, what: Exported) -> bytes:
+        """``jpeg`` with its faces blurred if ``what`` of ``camera_id`` is to be blurred; else as is."""
+        if not self.privacy.blurs(camera_id, what):
+            return jpeg
+        boxes = await self.face_boxes(jpeg)
+        if not len(boxes):
+            return jpeg
+        image = blur_faces(decode_for_size(jpeg, None).pixels, boxes)
+        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            raise ValueError("OpenCV could not encode the blurred frame")
+        return encoded.tobytes()
+
+
 def snapshot_key(alert: Alert) -> str:
     return f"{alert.camera_id}/{alert.alert_id}.jpg"
 
@@ -174,6 +218,9 @@ class SnapshotTaker:
         self.faces = faces or FaceDetectorClient(
             triton_url, self.settings.face_model, context.settings.triton.timeout_s
         )
+        self.blurrer = FaceBlurrer(
+            self.faces, self.privacy, retry=self.retry, score_threshold=self.settings.face_score_threshold
+        )
         self.store = store or open_snapshot_store(self.settings, context.settings.data_dir, self.retry, self.stop)
         self.fetcher = fetcher or KafkaFrameFetcher(
             context.settings.kafka, context.topics.frames, self.settings.fetch_timeout_s
@@ -228,16 +275,12 @@ class SnapshotTaker:
         return image
 
     async def _faces(self, frame: FrameDetections, jpeg: bytes) -> np.ndarray | None:
-        threshold = self.settings.face_score_threshold
         try:
-            found = await retry_transient(
-                lambda: self.faces.detect(jpeg, threshold), what="face detection for a snapshot", retry=self.retry
-            )
+            return await self.blurrer.face_boxes(jpeg)
         except InferenceRejected as error:
             log.warning("alert without snapshot: Triton refused the frame",
                         extra={"event_id": frame.event_id, "reason": str(error)})  # fmt: skip
             return None
-        return found.boxes
 
     def _render_and_store(
         self, frame: FrameDetections, alerts: list[Alert], jpeg: bytes, faces: np.ndarray | None

@@ -280,3 +280,23 @@ def test_prune_removes_what_is_older_than_the_retention(
     removed = prune(store, older_than)
     assert removed == len(ages_h) - left
     assert len(list((tmp_path / "snapshots").rglob("*.jpg"))) == left
+
+
+@pytest.mark.parametrize(
+    ("what", "camera", "blurred"), [("hard_example", "cam-1", True), ("annotated", "cam-2", False)]
+)
+def test_face_blurrer_for_other_exports(what: str, camera: str, blurred: bool) -> None:
+    from streams.retry import RetryPolicy
+    from streams.snapshots import FaceBlurrer
+
+    faces = InProcessFaces(unavailable_times=1)
+    privacy = PrivacySettings(blur_cameras="cam-1")  # type: ignore[arg-type]
+    blurrer = FaceBlurrer(faces, privacy, retry=RetryPolicy(initial_s=0.01, max_s=0.01))  # type: ignore[arg-type]
+    result = asyncio.run(blurrer.blur_jpeg(camera, JPEG, what))  # type: ignore[arg-type]
+    if not blurred:
+        assert result == JPEG and faces.calls == 0
+        return
+    original = cv2.imdecode(np.frombuffer(JPEG, np.uint8), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(result, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == original.shape and faces.calls == 2, "retried once, then found the face"
+    assert sharpness(face_region(image)) < 0.1 * sharpness(face_region(original))
