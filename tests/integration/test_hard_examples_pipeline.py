@@ -9,6 +9,7 @@ real commands) must give back each camera's frames with the model's boxes and cl
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -207,3 +208,9 @@ def check_round_trip(env: dict[str, str], examples: list[HardExample], tmp_path:
         assert label_set_differences(mine, eval_set, 1e-6, key="name") == [], camera
         boxes += sum(len(i.boxes) for i in eval_set.images)
     print(f"round trip: {len(task_labels.images)} images, {boxes} boxes, identical after export and import")
+    # The eval set is one `framestream eval` reads; labelled with the model's own boxes, it scores ~1.
+    report = tmp_path / "eval.json"
+    dataset = data_dir / "eval-sets" / "cam-kite" / "annotations.json"
+    scored = framestream(env, "eval", "--dataset", str(dataset), "--format", "coco", "--json", str(report))
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(report.read_text())["map50"] >= 0.9
