@@ -109,14 +109,13 @@ class PrivacySettings(BaseSettings):
 
 
 def open_snapshot_store(
-    settings: SnapshotSettings, data_dir: Path, retry: RetryPolicy, stop: threading.Event
+    settings: SnapshotSettings, data_dir: Path, retry: RetryPolicy, stop: threading.Event, client: object = None
 ) -> ExampleStore:
-    """The configured store; by default the folder ``<data_dir>/snapshots``."""
+    """The configured store; by default the folder ``<data_dir>/snapshots``. ``client``: a boto3 S3 client."""
     if not settings.store_url:
         return FileStore(data_dir / DEFAULT_FOLDER)
-    return open_store(
-        settings.store_url, data_dir, retry=retry, stop=stop, endpoint_url=settings.s3_endpoint_url or None
-    )
+    endpoint = settings.s3_endpoint_url or None
+    return open_store(settings.store_url, data_dir, retry=retry, stop=stop, endpoint_url=endpoint, client=client)
 
 
 class FaceBlurrer:
