@@ -29,6 +29,7 @@ from typing import Literal
 
 import numpy as np
 from scipy.special import kolmogorov
+from scipy.stats import chi2 as chi2_distribution
 from scipy.stats import chi2_contingency
 
 from schemas.detections import FrameDetections
@@ -38,6 +39,7 @@ PSI_QUANTILES = np.linspace(0.1, 0.9, 9)  # reference deciles as bin edges
 RARE_CATEGORY_COUNT = 10  # categories seen fewer times (both windows) are pooled into OTHER
 OTHER = "(other)"
 MAX_COUNT_BUCKET = 10  # detections per frame above this are pooled (a crowd is a crowd)
+MAX_AUTOCORRELATION = 0.9  # caps the inflation at 19: a full-window change stays detectable
 
 
 class Statistic(str, Enum):
@@ -145,23 +147,24 @@ def histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.bincount(index, minlength=2 * edges.size + 1).astype(np.float64)
 
 
-def ks_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+def ks_test(reference: np.ndarray, current: np.ndarray, inflation: float = 1.0) -> tuple[float, float]:
     """Two-sample Kolmogorov-Smirnov: the statistic D and its asymptotic two-sided p-value.
 
     The same D as ``scipy.stats.ks_2samp``; the p-value is Kolmogorov's limit distribution at
     sqrt(n m / (n + m)) D, as ks_2samp's ``method="asymp"`` approximates it, but in microseconds
     instead of milliseconds (ks_2samp's exact finite-n series dominated a test's cost). Conservative
-    for tied values (a fixed camera, integer counts): it can only understate drift there."""
+    for tied values (a fixed camera, integer counts): it can only understate drift there. ``inflation``
+    (see ``variance_inflation``) shrinks the sample sizes to what correlated frames are worth."""
     ref, cur = np.sort(reference), np.sort(current)
     both = np.concatenate([ref, cur])
     gap = np.searchsorted(ref, both, side="right") / ref.size - np.searchsorted(cur, both, side="right") / cur.size
     d = float(np.max(np.abs(gap)))
-    effective = ref.size * cur.size / (ref.size + cur.size)
+    effective = ref.size * cur.size / (ref.size + cur.size) / inflation
     return d, float(np.clip(kolmogorov(math.sqrt(effective) * d), 0.0, 1.0))
 
 
-def continuous_test(reference: np.ndarray, current: np.ndarray) -> TestResult:
-    d, p_value = ks_test(reference, current)
+def continuous_test(reference: np.ndarray, current: np.ndarray, inflation: float = 1.0) -> TestResult:
+    d, p_value = ks_test(reference, current, inflation)
     edges = bin_edges(reference)
     return TestResult(
         test="ks",
@@ -175,7 +178,7 @@ def continuous_test(reference: np.ndarray, current: np.ndarray) -> TestResult:
     )
 
 
-def categorical_test(reference: Mapping[str, int], current: Mapping[str, int]) -> TestResult:
+def categorical_test(reference: Mapping[str, int], current: Mapping[str, int], inflation: float = 1.0) -> TestResult:
     categories = pool_rare(reference, current)
     ref = np.array([sum(reference.get(c, 0) for c in members) for members in categories.values()], dtype=np.float64)
     cur = np.array([sum(current.get(c, 0) for c in members) for members in categories.values()], dtype=np.float64)
@@ -183,7 +186,8 @@ def categorical_test(reference: Mapping[str, int], current: Mapping[str, int]) -
         chi2, p_value = 0.0, 1.0
     else:
         answer = chi2_contingency(np.vstack([ref, cur]))
-        chi2, p_value = float(answer.statistic), float(answer.pvalue)
+        chi2 = float(answer.statistic)
+        p_value = float(chi2_distribution.sf(chi2 / inflation, answer.dof))  # the design-effect correction
     ref_share, cur_share = ref / max(ref.sum(), 1), cur / max(cur.sum(), 1)
     moved = int(np.argmax(np.round(np.abs(cur_share - ref_share), 9)))  # ties: the first category
     return TestResult(
@@ -257,6 +261,37 @@ class DriftEvent:
     window_frames: int
 
 
+def frame_series(statistic: Statistic, frames: Sequence[FrameObservation]) -> np.ndarray:
+    """One number per frame, in frame order, whose autocorrelation stands for the statistic's."""
+    if statistic is Statistic.MEAN_CONFIDENCE:
+        return np.array([float(np.mean(f.scores)) for f in frames if f.scores])
+    if statistic is Statistic.RESOLUTION:
+        return np.array([float(f.width * f.height) for f in frames])
+    if statistic is Statistic.EMPTY_RATE:
+        return np.array([float(not f.class_names) for f in frames])
+    if statistic is Statistic.CLASS_MIX:
+        common = Counter(name for f in frames for name in f.class_names).most_common(1)
+        top = common[0][0] if common else ""
+        return np.array([float(f.class_names.count(top)) for f in frames])
+    return continuous_samples(statistic, frames)
+
+
+def variance_inflation(series: np.ndarray) -> float:
+    """(1 + r) / (1 - r) for the series' lag-1 autocorrelation r, when r is clearly positive, else 1.
+
+    Consecutive frames of a camera are alike (the same light, the same parked car), so n frames
+    carry the information of about n / inflation independent ones; the tests assume independent
+    samples and, uncorrected, alarm on a window that merely wanders. r is taken from the reference
+    (the camera's normal), and ignored below 2 / sqrt(n), where white noise alone could put it."""
+    if series.size < 3 or float(np.std(series)) == 0.0:
+        return 1.0
+    r = float(np.corrcoef(series[:-1], series[1:])[0, 1])
+    if not math.isfinite(r) or r <= 2.0 / math.sqrt(series.size):
+        return 1.0
+    r = min(r, MAX_AUTOCORRELATION)
+    return (1.0 + r) / (1.0 - r)
+
+
 Samples = np.ndarray | Counter[str]
 
 
@@ -266,16 +301,16 @@ def samples(statistic: Statistic, frames: Sequence[FrameObservation]) -> Samples
     return continuous_samples(statistic, frames)
 
 
-def run_test(statistic: Statistic, reference: Samples, current: Samples, min_samples: int) -> TestResult | None:
+def run_test(reference: Samples, current: Samples, min_samples: int, inflation: float = 1.0) -> TestResult | None:
     """The statistic's test, or None when either window has too few values for it."""
     if isinstance(reference, Counter) and isinstance(current, Counter):
         if min(reference.total(), current.total()) < min_samples:
             return None
-        return categorical_test(reference, current)
+        return categorical_test(reference, current, inflation)
     assert isinstance(reference, np.ndarray) and isinstance(current, np.ndarray)
     if min(reference.size, current.size) < min_samples:
         return None
-    return continuous_test(reference, current)
+    return continuous_test(reference, current, inflation)
 
 
 @dataclass
@@ -289,6 +324,7 @@ class CameraDrift:
     since_reference: int = 0
     seen: set[tuple[int, datetime]] = field(default_factory=set)  # frames in the reference and the window
     reference_samples: dict[Statistic, Samples] = field(default_factory=dict)
+    inflation: dict[Statistic, float] = field(default_factory=dict)  # per statistic, from the reference
 
     def __post_init__(self) -> None:
         self.window = deque(maxlen=self.config.window_frames)
@@ -315,9 +351,10 @@ class CameraDrift:
         current = list(self.window)
         if not self.reference_samples:  # the reference is fixed: its samples are taken once
             self.reference_samples = {s: samples(s, self.reference) for s in self.config.statistics}
+            self.inflation = {s: variance_inflation(frame_series(s, self.reference)) for s in self.config.statistics}
         for statistic in self.config.statistics:
-            reference = self.reference_samples[statistic]
-            result = run_test(statistic, reference, samples(statistic, current), self.config.min_samples)
+            reference, inflation = self.reference_samples[statistic], self.inflation[statistic]
+            result = run_test(reference, samples(statistic, current), self.config.min_samples, inflation)
             if result is None:
                 continue
             if statistic not in self.drifting and self.config.starts(result):

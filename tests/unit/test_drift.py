@@ -25,6 +25,7 @@ from processors.drift import (
     observation_of,
     pool_rare,
     psi,
+    variance_inflation,
 )
 from schemas import ImageStats
 from tests.factories import make_detection, make_frame_detections
@@ -264,3 +265,41 @@ def test_ks_test_agrees_with_scipy(shift: float, size: int) -> None:
     expected = ks_2samp(reference, current, method="asymp")
     assert d == pytest.approx(expected.statistic)
     assert p_value == pytest.approx(expected.pvalue, rel=0.2, abs=1e-6)
+
+
+def ar1(rng: np.random.Generator, size: int, r: float) -> np.ndarray:
+    values = np.empty(size)
+    values[0] = rng.normal()
+    for i in range(1, size):
+        values[i] = r * values[i - 1] + rng.normal(0.0, np.sqrt(1 - r**2))
+    return values
+
+
+@pytest.mark.parametrize(
+    ("series", "low", "high"),
+    [
+        (np.random.default_rng(0).normal(size=300), 1.0, 1.0),  # white noise: no correction
+        (np.full(300, 7.0), 1.0, 1.0),  # constant
+        (ar1(np.random.default_rng(0), 300, 0.5), 2.0, 4.5),  # (1 + .5) / (1 - .5) = 3
+        (ar1(np.random.default_rng(2), 300, 0.99), 18.99, 19.01),  # capped
+    ],
+)
+def test_variance_inflation_follows_the_lag_one_autocorrelation(series: np.ndarray, low: float, high: float) -> None:
+    assert low <= variance_inflation(series) <= high
+
+
+def test_slowly_wandering_light_is_not_drift_but_a_step_still_is() -> None:
+    """Brightness that wanders (AR(1), r = 0.9) alarms the uncorrected test; the corrected one stays quiet."""
+    config = DriftConfig(reference_frames=300, window_frames=300, test_every=50, statistics=(Statistic.BRIGHTNESS,))
+    rng = np.random.default_rng(4)
+    uncorrected = corrected = 0
+    for _ in range(4):
+        light = 120 + 5 * ar1(rng, 3000, 0.9)
+        reference = light[:300]
+        for end in range(600, 3000, 50):
+            current = light[end - 300 : end]
+            uncorrected += config.starts(continuous_test(reference, current))
+            corrected += config.starts(continuous_test(reference, current, variance_inflation(reference)))
+    assert uncorrected > 0 and corrected == 0
+    step = np.concatenate([light[:300], light[300:600] - 40])  # the light drops by 8 standard deviations
+    assert config.starts(continuous_test(step[:300], step[300:], variance_inflation(step[:300])))
