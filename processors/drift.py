@@ -14,7 +14,9 @@ with the chi-square test of the 2 x k contingency table. A test alone alarms on 
 windows are large, so drift needs both ``p < p_value`` and a population stability index (PSI, the
 effect size) of at least ``min_psi``; it ends when ``p >= end_p_value`` or ``PSI < end_psi``
 (hysteresis, so a statistic near the threshold does not flap). One event when a statistic starts
-drifting and one when it ends, never one per frame.
+drifting and one when it ends, never one per frame. Consecutive frames are not independent, which
+both tests assume: the reference's lag-1 autocorrelation discounts the sample sizes
+(``variance_inflation``), so light that merely wanders does not alarm.
 """
 
 from __future__ import annotations
