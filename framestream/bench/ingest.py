@@ -134,7 +134,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="framestream bench ingest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cameras", type=int, default=8, help="cameras at once (without --find-max)")
     parser.add_argument("--resolution", choices=sorted(RESOLUTIONS), default="720p")
-    parser.add_argument("--fps", type=float, default=10.0, help="each camera's stream and target fps (5-15)")
+    parser.add_argument("--fps", type=float, default=10.0, help="each camera's target fps (5-15)")
+    parser.add_argument(
+        "--stream-fps", type=int, default=None, help="the cameras' own frame rate (default: --fps); above it, sampled"
+    )
     parser.add_argument("--source", choices=("h264", "synthetic"), default="h264")
     parser.add_argument("--seconds", type=float, default=8.0, help="measured window of each trial")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before the window")
@@ -189,10 +192,11 @@ def run_camera(camera: Camera, stop: threading.Event, stats: CameraStats, health
     """What a camera thread of ``CameraIngest`` does, up to (not including) ``Producer.produce``."""
     source = open_source(camera, lambda *unused: None, stop)
     sampler = FpsSampler(camera.fps)
+    paced = source.rate_fps is not None and source.rate_fps <= camera.fps * SAMPLING_MARGIN
+    needs_sampling = not paced and not source.sample_before_decoding(sampler.keep, lambda: None)
     frames = source.frames()
     try:
         for seq, captured in enumerate(frames):
-            needs_sampling = source.rate_fps is None or source.rate_fps > camera.fps * SAMPLING_MARGIN
             if needs_sampling and not sampler.keep(captured.captured_at.timestamp()):
                 continue
             encoded = encode_frame(camera, captured, seq)
@@ -280,9 +284,15 @@ def main(argv: list[str], settings: Settings) -> int:
         core = min(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {core})  # before any camera thread: they inherit it
         cv2.setNumThreads(1)
-    clip = make_clip(args.resolution, round(args.fps)) if args.source == "h264" else None
+    stream_fps = args.stream_fps or round(args.fps)
+    clip = make_clip(args.resolution, stream_fps) if args.source == "h264" else None
     what = f"{args.resolution} at {args.fps:g} fps from {clip.name if clip else 'synthetic frames'}"
-    figures: dict[str, object] = {"resolution": args.resolution, "fps": args.fps, "source": args.source}
+    figures: dict[str, object] = {
+        "resolution": args.resolution,
+        "fps": args.fps,
+        "stream_fps": stream_fps if clip else args.fps,
+        "source": args.source,
+    }
     if args.find_max:
         print(f"bench ingest: the most cameras one core sustains, {what}")
         best, trials = find_max(args, clip)

@@ -243,12 +243,15 @@ class CameraIngest:
     def _camera_loop(self, camera: Camera, frames: Iterator[CapturedFrame], source: FrameSource) -> None:
         progress = self._progress[camera.id]
         sampler = FpsSampler(camera.fps)
+        # A source paced at or below the target is not sampled: scheduling jitter would make the
+        # sampler drop frames that came a little early, and the camera miss its target.
+        paced = source.rate_fps is not None and source.rate_fps <= camera.fps * SAMPLING_MARGIN
+        sampled_out = metrics.FRAMES_SAMPLED_OUT.labels(camera.id).inc
+        sampled_by_source = not paced and source.sample_before_decoding(sampler.keep, sampled_out)
+        needs_sampling = not sampled_by_source and not paced
         limit = self._frame_limit(camera)
         seq = self.first_seq
         for captured in frames:
-            # A source paced at or below the target is not sampled: scheduling jitter would make
-            # the sampler drop frames that came a little early, and the camera miss its target.
-            needs_sampling = source.rate_fps is None or source.rate_fps > camera.fps * SAMPLING_MARGIN
             if needs_sampling and not sampler.keep(captured.captured_at.timestamp()):
                 metrics.FRAMES_SAMPLED_OUT.labels(camera.id).inc()
                 continue
