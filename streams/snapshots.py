@@ -43,7 +43,7 @@ from schemas import Alert, FrameDetections
 from schemas.detections import Detection
 from schemas.rules import Rule
 from streams.context import WorkerContext
-from streams.example_store import ExampleStore, FileStore, S3Store, fetch, open_store
+from streams.example_store import ExampleStore, FileStore, S3Store, StoreError, fetch, open_store
 from streams.faces import FaceDetectorClient
 from streams.hard_examples import FrameFetchError, KafkaFrameFetcher
 from streams.inference import InferenceRejected, retry_transient
@@ -241,7 +241,14 @@ class SnapshotTaker:
             boxes = await self._faces(frame, jpeg)
             if boxes is None:
                 return alerts
-        urls = await loop.run_in_executor(self.executor, partial(self._render_and_store, frame, alerts, jpeg, boxes))
+        try:
+            urls = await loop.run_in_executor(
+                self.executor, partial(self._render_and_store, frame, alerts, jpeg, boxes)
+            )
+        except (StoreError, ValueError, cv2.error) as error:  # permanent: no bucket, access denied, bad key
+            log.error("alert without snapshot: storing it failed for good",
+                      extra={"event_id": frame.event_id, "error": str(error)})  # fmt: skip
+            return alerts
         if urls is None:
             return alerts
         elapsed = time.perf_counter() - started

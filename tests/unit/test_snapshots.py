@@ -22,7 +22,7 @@ from processors.rules import RuleEvaluator
 from schemas import Alert
 from schemas.rules import RuleSet
 from streams.context import WorkerContext, WorkerSettings
-from streams.example_store import FileStore, file_path
+from streams.example_store import FileStore, StoreError, file_path
 from streams.hard_examples import FrameFetchError
 from streams.inference import DetectorClientSettings, InferenceRejected, InferenceUnavailable
 from streams.kafka_config import KafkaSettings
@@ -300,3 +300,15 @@ def test_face_blurrer_for_other_exports(what: str, camera: str, blurred: bool) -
     image = cv2.imdecode(np.frombuffer(result, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == original.shape and faces.calls == 2, "retried once, then found the face"
     assert sharpness(face_region(image)) < 0.1 * sharpness(face_region(original))
+
+
+class RefusingStore(FileStore):
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        raise StoreError("s3://nobucket: NoSuchBucket")
+
+
+def test_a_store_that_refuses_for_good_costs_the_snapshot_not_the_alert(tmp_path: Path) -> None:
+    snapshots = taker(tmp_path, FramesOnTopic({7: JPEG}), InProcessFaces())
+    snapshots.store = RefusingStore(tmp_path)
+    frame, alerts = frame_and_alerts()
+    assert asyncio.run(snapshots.attach(frame, alerts)) == alerts
