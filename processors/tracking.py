@@ -42,7 +42,16 @@ from schemas.tracks import FrameTracks
 
 TRACKERS_VERSION = "2.6.1"  # the pickled state is this version's objects; another version starts anew
 STATE_VERSION = 1
-_ALLOWED_NUMPY = {
+# Exactly what a pickled ByteTrackTracker of 2.6.1 references: a class or function outside this set
+# (e.g. one of trackers' download helpers) is refused, so a forged changelog record runs nothing.
+_ALLOWED_GLOBALS = {
+    ("trackers.core.bytetrack.tracker", "ByteTrackTracker"),
+    ("trackers.core.bytetrack.tracklet", "ByteTrackTracklet"),
+    ("trackers.utils.iou", "IoU"),
+    ("trackers.utils.kalman_filter", "KalmanFilter"),
+    ("trackers.utils.motion_models", "KalmanMotionModel"),
+    ("trackers.utils.motion_models", "ScalableProcessNoise"),
+    ("trackers.utils.state_representations", "XYXYStateEstimator"),
     ("numpy", "dtype"),
     ("numpy", "ndarray"),
     ("numpy._core.numeric", "_frombuffer"),
@@ -108,7 +117,7 @@ class TrackStep:
 
 class _TrackerUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> object:
-        if module.startswith("trackers.") or (module, name) in _ALLOWED_NUMPY:
+        if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"tracker state may not reference {module}.{name}")
 

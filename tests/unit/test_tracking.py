@@ -165,6 +165,7 @@ class Sneaky:
     [
         (base64.b64encode(zlib.compress(pickle.dumps(Sneaky()))).decode(), "may not reference builtins.print"),
         (base64.b64encode(zlib.compress(pickle.dumps([1, 2]))).decode(), "holds a list"),
+        (base64.b64encode(zlib.compress(pickle.dumps(TrackerConfig))).decode(), "may not reference processors"),
         ("not base64 at all!", "unreadable tracker state"),
     ],
 )
