@@ -41,6 +41,7 @@ PSI_QUANTILES = np.linspace(0.1, 0.9, 9)  # reference deciles as bin edges
 RARE_CATEGORY_COUNT = 10  # categories seen fewer times (both windows) are pooled into OTHER
 OTHER = "(other)"
 MAX_COUNT_BUCKET = 10  # detections per frame above this are pooled (a crowd is a crowd)
+NEGLIGIBLE_SPREAD = 1e-3  # a reference whose standard deviation is below this fraction of its mean is constant
 MAX_AUTOCORRELATION = 0.9  # caps the inflation at 19: a full-window change stays detectable
 
 
@@ -285,8 +286,8 @@ def variance_inflation(series: np.ndarray) -> float:
     carry the information of about n / inflation independent ones; the tests assume independent
     samples and, uncorrected, alarm on a window that merely wanders. r is taken from the reference
     (the camera's normal), and ignored below 2 / sqrt(n), where white noise alone could put it."""
-    if series.size < 3 or float(np.std(series)) == 0.0:
-        return 1.0
+    if series.size < 3 or float(np.std(series)) <= NEGLIGIBLE_SPREAD * abs(float(np.mean(series))):
+        return 1.0  # constant to three digits (a still scene): any correlation is rounding noise
     r = float(np.corrcoef(series[:-1], series[1:])[0, 1])
     if not math.isfinite(r) or r <= 2.0 / math.sqrt(series.size):
         return 1.0

@@ -280,6 +280,7 @@ def ar1(rng: np.random.Generator, size: int, r: float) -> np.ndarray:
     [
         (np.random.default_rng(0).normal(size=300), 1.0, 1.0),  # white noise: no correction
         (np.full(300, 7.0), 1.0, 1.0),  # constant
+        (511.0 + 1e-4 * np.sin(np.arange(300) / 20), 1.0, 1.0),  # a still scene's rounding wobble
         (ar1(np.random.default_rng(0), 300, 0.5), 2.0, 4.5),  # (1 + .5) / (1 - .5) = 3
         (ar1(np.random.default_rng(2), 300, 0.99), 18.99, 19.01),  # capped
     ],
