@@ -21,9 +21,10 @@ from streams.ingest.sources import FFMPEG_OPTIONS_ENV
 from streams.topics import TopicNames
 from tests.integration.test_ingest import read_until_quiet
 
+RTSP_PROBLEM = rtsp_unavailable()  # scripts/setup.sh installs the server; this says what is missing
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(rtsp_unavailable() is not None, reason=f"RTSP server: {rtsp_unavailable()}"),
+    pytest.mark.skipif(RTSP_PROBLEM is not None, reason=f"RTSP server: {RTSP_PROBLEM}"),
 ]
 
 OUTAGE_S = 4.0
