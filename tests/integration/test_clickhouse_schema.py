@@ -33,6 +33,12 @@ TTL_TABLES = {
     "model_alerts",
     "alert_reviews",
     "camera_health",
+    "track_points",
+    "line_crossings",
+    "zone_visits",
+    "zone_occupancy",
+    "line_crossings_per_hour",
+    "track_spans",
 }
 
 
