@@ -130,7 +130,7 @@ def _ingest(args: argparse.Namespace, settings: Settings, cameras: list[Camera])
     except IngestError as error:
         print(f"framestream ingest: {error}", file=sys.stderr)
         return 1
-    print(_summary(progress))
+    print(_summary(progress, ingest.health.outages()))
     return 1 if any(p.error for p in progress.values()) or ingest.fatal_error else 0
 
 
@@ -154,12 +154,14 @@ def _progress_line(progress: dict[str, CameraProgress], health: Mapping[str, Cam
     return "  ".join(parts)
 
 
-def _summary(progress: dict[str, CameraProgress]) -> str:
-    lines = ["camera               frames      bytes  dead letters  retries  status"]
+def _summary(progress: dict[str, CameraProgress], outages: Mapping[str, list[float]]) -> str:
+    lines = ["camera               frames      bytes  dead letters  retries  outages  status"]
     for camera_id, p in progress.items():
         status = f"error: {p.error}" if p.error else "ok"
+        away = outages.get(camera_id, [])
+        gone = f"{len(away)} ({sum(away):.1f} s)" if away else "0"
         lines.append(
             f"{camera_id:<20} {p.frames_produced:>6} {p.bytes_produced:>10} {p.dead_letters:>13} "
-            f"{p.delivery_retries:>8}  {status}"
+            f"{p.delivery_retries:>8} {gone:>8}  {status}"
         )
     return "\n".join(lines)

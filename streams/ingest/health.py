@@ -87,10 +87,16 @@ class IngestHealth:
         }
         self._lock = threading.Lock()
         self.latest: dict[str, CameraHealth] = {}
+        self._outages: dict[str, list[float]] = {camera.id: [] for camera in cameras}
         for camera in cameras:
             metrics.CAMERA_TARGET_FPS.labels(camera.id).set(camera.fps)
             metrics.CAMERA_ONLINE.labels(camera.id).set(1)
             metrics.CAMERA_OFFLINE_SECONDS.labels(camera.id).set(0)
+
+    def outages(self) -> dict[str, list[float]]:
+        """Seconds of every ended outage, per camera."""
+        with self._lock:
+            return {camera_id: list(seconds) for camera_id, seconds in self._outages.items()}
 
     def observe(self, camera_id: str, observation: Observation) -> CameraHealth | None:
         """Account for one observation of a camera; the report it makes due, if any."""
@@ -132,6 +138,7 @@ class IngestHealth:
         if report is None:
             return None
         if report.state is CameraState.ONLINE and report.outage_s is not None:
+            self._outages[camera_id].append(report.outage_s)
             metrics.CAMERA_OUTAGE_SECONDS.labels(camera_id).observe(report.outage_s)
             metrics.CAMERA_LAST_OUTAGE_SECONDS.labels(camera_id).set(report.outage_s)
         message = health_message(camera_id, self.run_id, report)

@@ -54,3 +54,4 @@ def test_an_outage_as_messages_and_metrics() -> None:
     finals = health.stop()
     assert {m.camera_id: m.trigger for m in finals} == {"uh-door": HealthTrigger.FINAL, "uh-yard": HealthTrigger.FINAL}
     assert health.latest["uh-door"].frames_total == 11
+    assert health.outages()["uh-door"] == [pytest.approx(4.07, abs=0.01)] and health.outages()["uh-yard"] == []
