@@ -309,6 +309,7 @@ def _bounce(position: int, span: int) -> int:
 # operator's own value of the variable is kept (README: "Cameras: RTSP, health, scale").
 FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 FFMPEG_CAPTURE_OPTIONS = "rtsp_transport;tcp|flags;low_delay"
+RECONNECT_JITTER = 0.1  # each reconnect wait is its backoff step x (1 +- 0.1)
 # This many undecodable frames in a row means the stream is broken: reopen it.
 MAX_DECODE_ERRORS_IN_A_ROW = 25
 
@@ -375,7 +376,11 @@ class LiveStreamSource(FrameSource):
         return None
 
     def frames(self) -> Generator[CapturedFrame, None, None]:
-        backoff = Backoff(RetryPolicy(initial_s=self.config.reconnect_initial_s, max_s=self.config.reconnect_max_s))
+        # Jitter: many cameras behind one switch that reboots do not all reconnect in step.
+        policy = RetryPolicy(
+            initial_s=self.config.reconnect_initial_s, max_s=self.config.reconnect_max_s, jitter=RECONNECT_JITTER
+        )
+        backoff = Backoff(policy)
         while not self.stop_event.is_set():
             capture = self._open()
             reason = "cannot open the stream (closed or unreachable)"

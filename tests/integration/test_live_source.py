@@ -115,3 +115,29 @@ def test_keeps_retrying_until_the_camera_comes_up() -> None:
     source.close()
     frames.close()
     assert len(got) == 1 and got[0].shape == (96, 128, 3)
+
+
+def test_reconnects_back_off_exponentially_and_report_each_loss() -> None:
+    """Nothing listens: every open fails at once, and the waits between attempts double up to the cap."""
+    from streams.ingest.sources import StreamEvents
+
+    attempts: list[float] = []
+    losses: list[str] = []
+    config = UrlSource(
+        kind="url", url=f"http://127.0.0.1:{free_port()}/x.mjpg", reconnect_initial_s=0.1, reconnect_max_s=0.4
+    )
+    events = StreamEvents(on_lost=losses.append, on_reconnect=lambda: attempts.append(time.monotonic()))
+    source = LiveStreamSource(config, events=events)
+    frames = source.frames()
+    reader = threading.Thread(target=lambda: next(frames, None), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 20
+    while len(attempts) < 6 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    source.close()
+    reader.join(timeout=10)
+    assert len(attempts) >= 6 and len(losses) >= 6 and "cannot open" in losses[0]
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)][:5]
+    # Waits of 0.1, 0.2, 0.4, 0.4, 0.4 s, each +-10 % jitter (plus a failed open each, a few ms).
+    for gap, wait in zip(gaps, (0.1, 0.2, 0.4, 0.4, 0.4), strict=True):
+        assert 0.9 * wait <= gap < wait + 0.5, gaps
