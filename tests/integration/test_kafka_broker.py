@@ -163,12 +163,14 @@ def test_deployment_topics_carry_retention_size_limit_and_a_compacted_changelog(
     try:
         frames = topic_config(on_kafka.bootstrap_servers, topics.frames)
         changelog = topic_config(on_kafka.bootstrap_servers, topics.cooldowns_changelog)
+        tracker_changelog = topic_config(on_kafka.bootstrap_servers, topics.tracker_changelog)
     finally:
-        delete_topics(on_kafka.bootstrap_servers, [topics.cooldowns_changelog])
+        delete_topics(on_kafka.bootstrap_servers, [topics.cooldowns_changelog, topics.tracker_changelog])
     assert frames["retention.ms"] == str(on_kafka.retention_ms)
     assert frames["cleanup.policy"] == "delete"
     assert int(frames["max.message.bytes"]) == MAX_MESSAGE_BYTES > 1_000_000  # librdkafka's largest record
     assert changelog["cleanup.policy"] == "compact" and changelog["retention.ms"] == "-1"
+    assert tracker_changelog["cleanup.policy"] == "compact" and tracker_changelog["retention.ms"] == "-1"
     assert frames["min.insync.replicas"] == str(min(2, on_kafka.replication_factor))
 
 
