@@ -51,7 +51,7 @@ def test_the_rules_file_is_not_read_by_workers_without_the_alert_stage(
 @pytest.mark.parametrize(
     ("argv", "variable", "value", "expected"),
     [
-        (["worker", "--stages", "detect,monitor"], None, None, "unknown stage(s) ['monitor']"),
+        (["worker", "--stages", "detect,monitr"], None, None, "unknown stage(s) ['monitr']"),
         (["worker", "--stages", "detect"], "FRAMESTREAM_TRITON_URL", "", "FRAMESTREAM_TRITON_URL is empty"),
         (["worker", "--stages", "persist"], "FRAMESTREAM_WORKER_PERSIST_MAX_ROWS", "0", "persist_max_rows"),
     ],
