@@ -35,14 +35,15 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.hard_examples import FrameObservation, HardExampleSelector, Selected
-from schemas import FrameDetections, FrameMeta
+from schemas import FrameDetections
 from schemas.base import utc_now
 from schemas.hard_examples import HardExample, example_id
 from schemas.reviews import AlertReview
 from streams.context import WorkerContext
 from streams.delivery import Outgoing
 from streams.example_store import ExampleStore, open_store
-from streams.kafka_config import KafkaSettings, consumer_config
+from streams.faces import FaceBlurrer, FaceDetectorClient, PrivacySettings
+from streams.frame_reader import FrameFetchError, KafkaFrameFetcher
 
 log = logging.getLogger(__name__)
 
@@ -77,54 +78,6 @@ class HardExampleSettings(BaseSettings):
             rare_min_history=min(self.rare_min_history, self.rare_window),
             min_interval_s=self.min_interval_s,
         )
-
-
-class FrameFetchError(RuntimeError):
-    """The frames topic could not be read for now (broker away): transient, retried."""
-
-
-class KafkaFrameFetcher:
-    """Reads one frame record back by partition and offset. Blocking: call it from one thread."""
-
-    def __init__(self, kafka: KafkaSettings, topic: str, timeout_s: float) -> None:
-        config = consumer_config(kafka, group_id=f"{kafka.topic_prefix}framestream-hard-example-fetch")
-        config["auto.offset.reset"] = "error"  # an offset retention removed is an error, not another frame
-        config["queued.min.messages"] = 1  # one frame is wanted, not a prefetched queue of them
-        self.config = config
-        self.topic = topic
-        self.timeout_s = timeout_s
-        self.consumer = None
-
-    def fetch(self, partition: int, offset: int, event_id: str) -> bytes | None:
-        """The JPEG of frame ``event_id`` at that place, or None when it is gone (or is another frame)."""
-        from confluent_kafka import Consumer, KafkaException, TopicPartition
-
-        if self.consumer is None:
-            self.consumer = Consumer(self.config)
-        try:
-            low, high = self.consumer.get_watermark_offsets(
-                TopicPartition(self.topic, partition), timeout=self.timeout_s
-            )
-        except KafkaException as error:
-            raise FrameFetchError(f"watermarks of {self.topic}[{partition}]: {error}") from error
-        if not low <= offset < high:
-            return None
-        self.consumer.assign([TopicPartition(self.topic, partition, offset)])
-        message = self.consumer.poll(self.timeout_s)
-        if message is None:
-            raise FrameFetchError(f"no record from {self.topic}[{partition}]@{offset} within {self.timeout_s} s")
-        if message.error() is not None:
-            log.warning("frame record unreadable", extra={"event_id": event_id, "error": str(message.error())})
-            return None
-        try:
-            found = FrameMeta.from_headers(message.headers()).frame_id
-        except ValueError:
-            found = None
-        return message.value() if found == event_id and message.offset() == offset else None
-
-    def close(self) -> None:
-        if self.consumer is not None:
-            self.consumer.close()
 
 
 class FrameIndex:
@@ -165,6 +118,20 @@ def store_keys(message: FrameDetections) -> tuple[str, str]:
     return f"{stem}.jpg", f"{stem}.json"
 
 
+def hard_example_blurrer(context: WorkerContext, privacy: PrivacySettings) -> FaceBlurrer | None:
+    """The face blurrer for cameras whose hard examples are blurred (``FRAMESTREAM_PRIVACY_*``); None if none are."""
+    if not (privacy.blur_everything or privacy.blur_cameras):
+        return None
+    triton_url = context.settings.triton.url
+    if not triton_url:
+        raise ValueError(
+            "hard examples are to be blurred (FRAMESTREAM_PRIVACY_BLUR_EVERYTHING or _BLUR_CAMERAS) with "
+            "Triton's face_detector, but FRAMESTREAM_TRITON_URL is empty: set it"
+        )
+    faces = FaceDetectorClient(triton_url, timeout_s=context.settings.triton.timeout_s)
+    return FaceBlurrer(faces, privacy, retry=context.retry)
+
+
 class HardExampleCapture:
     def __init__(
         self,
@@ -174,8 +141,10 @@ class HardExampleCapture:
         settings: HardExampleSettings | None = None,
         store: ExampleStore | None = None,
         fetcher: KafkaFrameFetcher | None = None,
+        privacy: PrivacySettings | None = None,
     ) -> None:
         self.settings = settings or HardExampleSettings()  # read when the stage starts, not at import
+        self.blurrer = hard_example_blurrer(context, privacy or PrivacySettings())
         self.context = context
         self.topic = topic
         self.retry = context.retry
@@ -219,7 +188,12 @@ class HardExampleCapture:
         self, message: FrameDetections, selected: tuple[Selected, ...], review_id: str | None
     ) -> list[Outgoing]:
         loop = asyncio.get_running_loop()
-        image_uri, predictions_uri = await loop.run_in_executor(self.executor, partial(self._store_frame, message))
+        image = await loop.run_in_executor(self.executor, partial(self._fetch_image, message))
+        if image is not None and self.blurrer is not None:
+            image = await self.blurrer.blur_jpeg(message.camera_id, image, "hard_example")
+        image_uri, predictions_uri = await loop.run_in_executor(
+            self.executor, partial(self._store_frame, message, image)
+        )
         sampled_at = utc_now()
         records = []
         for choice in selected:
@@ -244,10 +218,9 @@ class HardExampleCapture:
             records.append(Outgoing(self.topic, message.camera_id.encode(), example.model_dump_json().encode()))
         return records
 
-    def _store_frame(self, message: FrameDetections) -> tuple[str | None, str]:
+    def _store_frame(self, message: FrameDetections, image: bytes | None) -> tuple[str | None, str]:
         """On the executor thread: the frame's JPEG (if still on the topic) and predictions into the store."""
         image_key, predictions_key = store_keys(message)
-        image = self._fetch_image(message)
         image_uri = None if image is None else self.store.put(image_key, image, "image/jpeg")
         predictions_uri = self.store.put(predictions_key, message.model_dump_json().encode(), "application/json")
         return image_uri, predictions_uri

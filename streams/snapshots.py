@@ -27,13 +27,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Literal
 from urllib.parse import quote
 
 import cv2
 import numpy as np
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.annotate import draw_detections, draw_zone
 from processors.decode import DecodeError, decode_for_size
@@ -44,14 +43,13 @@ from schemas.detections import Detection
 from schemas.rules import Rule
 from streams.context import WorkerContext
 from streams.example_store import ExampleStore, FileStore, S3Store, StoreError, fetch, open_store
-from streams.faces import FaceDetectorClient
-from streams.hard_examples import FrameFetchError, KafkaFrameFetcher
-from streams.inference import InferenceRejected, retry_transient
+from streams.faces import FaceBlurrer, FaceDetectorClient, PrivacySettings
+from streams.frame_reader import FrameFetchError, KafkaFrameFetcher
+from streams.inference import InferenceRejected
 from streams.retry import RetryPolicy, retry_sync
 
 log = logging.getLogger(__name__)
 DEFAULT_FOLDER = "snapshots"
-Exported = Literal["snapshot", "hard_example", "annotated"]
 REPORT_RETRY = RetryPolicy(initial_s=0.1, max_s=0.1)
 
 
@@ -77,37 +75,6 @@ class SnapshotSettings(BaseSettings):
     )
 
 
-class PrivacySettings(BaseSettings):
-    """Face blurring of what is stored or exported (env ``FRAMESTREAM_PRIVACY_*``; lists comma-separated).
-
-    Snapshots are blurred unless the camera is in ``unblurred_cameras``; hard examples and
-    annotated frames only for the cameras in ``blur_cameras`` (or all, with ``blur_everything``)."""
-
-    model_config = SettingsConfigDict(env_prefix="FRAMESTREAM_PRIVACY_", extra="forbid")
-
-    blur_snapshots: bool = Field(True, description="blur faces in alert snapshots (default on)")
-    unblurred_cameras: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), description="cameras whose snapshots are not blurred (e.g. a loading bay with no public)"
-    )
-    blur_everything: bool = Field(False, description="also blur hard examples and annotated frames of every camera")
-    blur_cameras: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), description="cameras whose hard examples and annotated frames are blurred too"
-    )
-
-    @field_validator("unblurred_cameras", "blur_cameras", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(item.strip() for item in value.split(",") if item.strip())
-        return value
-
-    def blurs(self, camera_id: str, what: Exported) -> bool:
-        """Whether faces of ``camera_id`` are blurred in ``what`` before it is stored."""
-        if what == "snapshot":
-            return self.blur_snapshots and camera_id not in self.unblurred_cameras
-        return self.blur_everything or camera_id in self.blur_cameras
-
-
 def open_snapshot_store(
     settings: SnapshotSettings, data_dir: Path, retry: RetryPolicy, stop: threading.Event, client: object = None
 ) -> ExampleStore:
@@ -116,50 +83,6 @@ def open_snapshot_store(
         return FileStore(data_dir / DEFAULT_FOLDER)
     endpoint = settings.s3_endpoint_url or None
     return open_store(settings.store_url, data_dir, retry=retry, stop=stop, endpoint_url=endpoint, client=client)
-
-
-class FaceBlurrer:
-    """Blurs faces out of frames before they are stored or exported, as ``PrivacySettings`` decide per camera.
-
-    Usage (e.g. hard-example capture, before ``store.put``):
-        blurrer = FaceBlurrer(FaceDetectorClient(triton_url), PrivacySettings(), retry=context.retry)
-        jpeg = await blurrer.blur_jpeg(camera_id, jpeg, "hard_example")   # unchanged where not wanted
-    Unavailable Triton is retried with ``retry``; an image Triton refuses raises ``InferenceRejected``."""
-
-    def __init__(
-        self,
-        faces: FaceDetectorClient,
-        privacy: PrivacySettings,
-        *,
-        retry: RetryPolicy,
-        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-        quality: int = 90,
-    ) -> None:
-        self.faces = faces
-        self.privacy = privacy
-        self.retry = retry
-        self.score_threshold = score_threshold
-        self.quality = quality
-
-    async def face_boxes(self, jpeg: bytes) -> np.ndarray:
-        """[K,4] face boxes in the image's pixels (Triton, retried while unavailable)."""
-        found = await retry_transient(
-            lambda: self.faces.detect(jpeg, self.score_threshold), what="face detection", retry=self.retry
-        )
-        return found.boxes
-
-    async def blur_jpeg(self, camera_id: str, jpeg: bytes, what: Exported) -> bytes:
-        """``jpeg`` with its faces blurred if ``what`` of ``camera_id`` is to be blurred; else as is."""
-        if not self.privacy.blurs(camera_id, what):
-            return jpeg
-        boxes = await self.face_boxes(jpeg)
-        if not len(boxes):
-            return jpeg
-        image = blur_faces(decode_for_size(jpeg, None).pixels, boxes)
-        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if not ok:
-            raise ValueError("OpenCV could not encode the blurred frame")
-        return encoded.tobytes()
 
 
 def snapshot_key(alert: Alert) -> str:

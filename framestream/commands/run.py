@@ -17,7 +17,7 @@ from pathlib import Path
 
 from framestream.child_process import ChildProcess, WorkerProcess
 from framestream.demo.progress import TopicFollower
-from framestream.demo.summary import print_summary, query_summary, write_annotated_frames
+from framestream.demo.summary import annotated_frames_blurrer, print_summary, query_summary, write_annotated_frames
 from framestream.services.stack import EmbeddedStack
 from framestream.settings import Settings
 from streams.topics import TopicNames
@@ -67,7 +67,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             worker.stop()
             follower.stop()
         summary = query_summary(stack.settings)
-    annotated = write_annotated_frames(follower, out / "annotated", args.annotated)
+        # Inside the stack: blurring faces (when FRAMESTREAM_PRIVACY_* asks for it) needs Triton.
+        blurrer = annotated_frames_blurrer(stack.settings.triton.url)
+        annotated = write_annotated_frames(follower, out / "annotated", args.annotated, blurrer)
     print_summary(summary, annotated, wall_s=time.monotonic() - started)
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import numpy as np
 from framestream.demo.progress import TopicFollower
 from framestream.settings import Settings
 from processors.annotate import draw_detections
+from streams.faces import FaceBlurrer, FaceDetectorClient, PrivacySettings
+from streams.retry import RetryPolicy
 from streams.sinks.clickhouse_db import connect
 
 
@@ -58,19 +61,33 @@ def query_summary(settings: Settings) -> Summary:
     )
 
 
-def write_annotated_frames(follower: TopicFollower, out: Path, limit: int) -> list[Path]:
-    """The frames kept by the follower with the most detections, boxes drawn."""
+def write_annotated_frames(
+    follower: TopicFollower, out: Path, limit: int, blurrer: FaceBlurrer | None = None
+) -> list[Path]:
+    """The frames kept by the follower with the most detections, boxes drawn; faces blurred first
+    for the cameras ``FRAMESTREAM_PRIVACY_*`` names (``blurrer``: Triton's face detector)."""
     out.mkdir(parents=True, exist_ok=True)
     ranked = sorted(follower.detections.values(), key=lambda frame: len(frame.detections), reverse=True)
     written = []
     for frame in ranked[:limit]:
-        image = cv2.imdecode(np.frombuffer(follower.jpegs[frame.event_id], np.uint8), cv2.IMREAD_COLOR)
+        jpeg = follower.jpegs[frame.event_id]
+        if blurrer is not None:
+            jpeg = asyncio.run(blurrer.blur_jpeg(frame.camera_id, jpeg, "annotated"))
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             continue
         path = out / f"{frame.camera_id}_{frame.frame_seq:06d}.jpg"
         cv2.imwrite(str(path), draw_detections(image, frame.detections))
         written.append(path)
     return written
+
+
+def annotated_frames_blurrer(triton_url: str, privacy: PrivacySettings | None = None) -> FaceBlurrer | None:
+    """A blurrer when some camera's annotated frames are to be blurred; None otherwise."""
+    privacy = privacy or PrivacySettings()
+    if not (privacy.blur_everything or privacy.blur_cameras):
+        return None
+    return FaceBlurrer(FaceDetectorClient(triton_url), privacy, retry=RetryPolicy(initial_s=0.2, max_s=5.0))
 
 
 def print_summary(summary: Summary, annotated: list[Path], wall_s: float) -> None:

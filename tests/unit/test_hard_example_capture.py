@@ -14,7 +14,9 @@ from prometheus_client import CollectorRegistry
 from schemas.hard_examples import HardExample, HardExampleReason
 from streams.context import WorkerContext, WorkerSettings
 from streams.example_store import FileStore, StoreError, file_path, open_store
-from streams.hard_examples import FrameFetchError, FrameIndex, HardExampleCapture, HardExampleSettings, store_keys
+from streams.faces import PrivacySettings
+from streams.frame_reader import FrameFetchError
+from streams.hard_examples import FrameIndex, HardExampleCapture, HardExampleSettings, store_keys
 from streams.inference import DetectorClientSettings
 from streams.kafka_config import KafkaSettings
 from streams.metrics import WorkerMetrics
@@ -46,7 +48,9 @@ class FramesOnTopic:
         self.closed = True
 
 
-def capture(tmp_path: Path, fetcher: FramesOnTopic, **settings: float) -> HardExampleCapture:
+def capture(
+    tmp_path: Path, fetcher: FramesOnTopic, privacy: PrivacySettings | None = None, **settings: float
+) -> HardExampleCapture:
     stream = SimpleNamespace(
         triton=DetectorClientSettings(url="triton:8001", score_threshold=0.35),
         data_dir=tmp_path,
@@ -61,6 +65,7 @@ def capture(tmp_path: Path, fetcher: FramesOnTopic, **settings: float) -> HardEx
         settings=HardExampleSettings(**options),
         store=FileStore(tmp_path / "store"),
         fetcher=fetcher,  # type: ignore[arg-type]
+        privacy=privacy or PrivacySettings(),
     )
 
 
@@ -181,3 +186,33 @@ def test_file_store_refuses_keys_outside_its_folder(tmp_path: Path) -> None:
         store.put("../escape.jpg", JPEG, "image/jpeg")
     uri = store.put("a b/c.jpg", JPEG, "image/jpeg")
     assert store.get(uri) == JPEG, "a key with a space round-trips through its file:// URI"
+
+
+@pytest.mark.parametrize(("camera", "blurred"), [("cam-1", True), ("cam-2", False)])
+def test_hard_examples_of_a_camera_set_to_blur_are_stored_with_faces_blurred(
+    tmp_path: Path, camera: str, blurred: bool
+) -> None:
+    import cv2
+    import numpy as np
+
+    from tests.unit.test_snapshots import JPEG as FACE_JPEG
+    from tests.unit.test_snapshots import InProcessFaces, face_region, sharpness
+
+    privacy = PrivacySettings(blur_cameras="cam-1")  # type: ignore[arg-type]
+    hard = capture(tmp_path, FramesOnTopic({3: FACE_JPEG}), privacy)
+    assert hard.blurrer is not None
+    hard.blurrer.faces = InProcessFaces()  # the real face model, run in-process instead of on Triton
+    detections = [make_detection("dog", 0.38, (10, 10, 50, 60))]
+    message = make_frame_detections(camera, 3, detections, frame_partition=2, frame_offset=3)
+    [example, *_] = [HardExample.model_validate_json(r.value) for r in run(hard.on_detections(message, drifting=False))]
+    stored = file_path(example.image_uri).read_bytes()
+    if not blurred:
+        assert stored == FACE_JPEG
+        return
+    original = cv2.imdecode(np.frombuffer(FACE_JPEG, np.uint8), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(stored, np.uint8), cv2.IMREAD_COLOR)
+    assert sharpness(face_region(image)) < 0.1 * sharpness(face_region(original))
+
+
+def test_no_blurrer_unless_a_camera_asks_for_one(tmp_path: Path) -> None:
+    assert capture(tmp_path, FramesOnTopic({})).blurrer is None

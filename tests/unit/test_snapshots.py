@@ -23,11 +23,12 @@ from schemas import Alert
 from schemas.rules import RuleSet
 from streams.context import WorkerContext, WorkerSettings
 from streams.example_store import FileStore, StoreError, file_path
-from streams.hard_examples import FrameFetchError
+from streams.faces import PrivacySettings
+from streams.frame_reader import FrameFetchError
 from streams.inference import DetectorClientSettings, InferenceRejected, InferenceUnavailable
 from streams.kafka_config import KafkaSettings
 from streams.metrics import WorkerMetrics
-from streams.snapshots import PrivacySettings, SnapshotSettings, SnapshotTaker, prune, snapshot_key
+from streams.snapshots import SnapshotSettings, SnapshotTaker, prune, snapshot_key
 from streams.topics import TopicNames
 from tests.factories import make_detection, make_frame_detections
 from tests.unit.test_faces import ASTRONAUT_FACE, MODEL, PHOTOS, sharpness
@@ -286,8 +287,8 @@ def test_prune_removes_what_is_older_than_the_retention(
     ("what", "camera", "blurred"), [("hard_example", "cam-1", True), ("annotated", "cam-2", False)]
 )
 def test_face_blurrer_for_other_exports(what: str, camera: str, blurred: bool) -> None:
+    from streams.faces import FaceBlurrer
     from streams.retry import RetryPolicy
-    from streams.snapshots import FaceBlurrer
 
     faces = InProcessFaces(unavailable_times=1)
     privacy = PrivacySettings(blur_cameras="cam-1")  # type: ignore[arg-type]
