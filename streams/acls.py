@@ -92,6 +92,8 @@ def role_grants(role: Role, topics: TopicNames) -> list[Grant]:
     their one stage (faust restores a table by reading its changelog)."""
     t, p = topics, topics.prefix
     stage_group = _group(f"{p}framestream-{role.value}")
+    # streams/frame_reader.py reads one frame back by offset (assign, no commits) under this group id.
+    frame_fetch_group = _group(f"{p}framestream-hard-example-fetch")
     read, write = Access.READ, Access.WRITE
     grants: dict[Role, list[Grant]] = {
         Role.ADMIN: [],
@@ -102,10 +104,12 @@ def role_grants(role: Role, topics: TopicNames) -> list[Grant]:
             *_topics(write, t.tracks, t.tracker_changelog, t.deadletter),
             stage_group,
         ],
+        # Alert also reads an alert's frame back by offset for its snapshot (streams/snapshots.py).
         Role.ALERT: [
-            *_topics(read, t.detections, t.cooldowns_changelog),
+            *_topics(read, t.detections, t.cooldowns_changelog, t.frames),
             *_topics(write, t.alerts, t.cooldowns_changelog, t.deadletter),
             stage_group,
+            frame_fetch_group,
         ],
         # Persist writes only dead letters: a record it cannot store goes there (streams/deadletter.py).
         Role.PERSIST: [
@@ -127,7 +131,7 @@ def role_grants(role: Role, topics: TopicNames) -> list[Grant]:
             *_topics(read, t.detections, t.alert_reviews, t.frames),
             *_topics(write, t.model_alerts, t.hard_examples, t.deadletter),
             stage_group,
-            _group(f"{p}framestream-hard-example-fetch"),  # streams/hard_examples.py reads frames by offset
+            frame_fetch_group,
         ],
         Role.BRIDGE: [
             *_topics(read, t.alerts),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,7 @@ SPEC: dict[str, tuple[set[str], set[str], str | None]] = {
         f"{PREFIX}framestream-track",
     ),
     "alert": (
-        {"detections", "cooldowns_changelog"},
+        {"detections", "cooldowns_changelog", "frames"},  # frames: an alert's snapshot (streams/snapshots.py)
         {"alerts", "cooldowns_changelog", "deadletter"},
         f"{PREFIX}framestream-alert",
     ),
@@ -342,7 +343,21 @@ FRAMES_PER_CAMERA = 4
 
 
 def kafka_vars(env: dict[str, str]) -> dict[str, str]:
-    return {key: value for key, value in env.items() if key.startswith("FRAMESTREAM_KAFKA_")}
+    """A role env file's connection and credentials (not its topic prefix)."""
+    keys = ("BOOTSTRAP_SERVERS", "SECURITY_PROTOCOL", "SASL_USERNAME", "SASL_PASSWORD", "SSL_CA_FILE")
+    return {key: value for key, value in env.items() if key.removeprefix("FRAMESTREAM_KAFKA_") in keys}
+
+
+def run_setup(stack: SecureStack, prefix: str, log_path: Path) -> str:
+    """``framestream setup --kafka-users`` as admin for ``prefix``; returns what it logged."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("FRAMESTREAM_", "CLICKHOUSE_"))}
+    env |= kafka_vars(stack.role_env("admin"))
+    env |= {"FRAMESTREAM_KAFKA_TOPIC_PREFIX": prefix, "FRAMESTREAM_KAFKA_PARTITIONS": str(PARTITIONS)}
+    setup = ChildProcess.framestream(
+        ["setup", "--kafka-users", str(stack.env_dir), "--skip-clickhouse"], log_path=log_path, env=env
+    )
+    setup.run_to_end(120)
+    return setup.log_since_start()
 
 
 def test_the_pipeline_runs_end_to_end_as_separate_roles(
@@ -351,11 +366,16 @@ def test_the_pipeline_runs_end_to_end_as_separate_roles(
     clickhouse_target,  # noqa: ANN001 - tests.fixtures.clickhouse
     tmp_path: Path,
 ) -> None:
+    # A prefix of its own, set up here by `framestream setup` as admin: the matrix wrote records
+    # no stage can read (into the changelogs too) under the module's prefix.
+    prefix = f"pipe{uuid.uuid4().hex[:8]}."
+    topics = TopicNames(prefix)
+    run_setup(stack, prefix, tmp_path / "setup.log")
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
     base = worker_env(
-        stack.kafka("admin"),
+        stack.kafka("admin", topic_prefix=prefix),
         triton_url=triton_url,
         data_dir=tmp_path / "data",
         rules_file=rules,
@@ -369,10 +389,10 @@ def test_the_pipeline_runs_end_to_end_as_separate_roles(
     try:
         for worker in workers:
             worker.start()
-        ingest = FrameProducer(stack.kafka("ingest"))
+        ingest = FrameProducer(stack.kafka("ingest", topic_prefix=prefix))
         frames = camera_frames(CAMERAS, FRAMES_PER_CAMERA, spacing_s=0.5)
         for frame in frames:
-            ingest.frame(T.frames, frame)
+            ingest.frame(topics.frames, frame)
         ingest.flush()
         persist = workers[2]
         persist.wait_for_metric("framestream_persisted_messages_total", len(frames), 240, kind="detections")
@@ -451,14 +471,7 @@ def test_secrets_live_only_in_the_0600_env_files(stack: SecureStack) -> None:
 
 
 def test_setup_is_idempotent_and_reads_passwords_from_the_env_files(stack: SecureStack, tmp_path: Path) -> None:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("FRAMESTREAM_", "CLICKHOUSE_"))}
-    env |= kafka_vars(stack.role_env("admin")) | {"FRAMESTREAM_KAFKA_TOPIC_PREFIX": PREFIX}
-    env |= {"FRAMESTREAM_KAFKA_PARTITIONS": str(PARTITIONS)}
-    setup = ChildProcess.framestream(
-        ["setup", "--kafka-users", str(stack.env_dir), "--skip-clickhouse"], log_path=tmp_path / "setup.log", env=env
-    )
-    setup.run_to_end(120)
-    text = setup.log_since_start()
+    text = run_setup(stack, PREFIX, tmp_path / "setup.log")
     assert '"acls_created": 0' in text and '"acls_deleted": 0' in text, text
     assert not [pw for pw in stack.passwords().values() if pw in text]
     # The roles still log in with the passwords they had.
