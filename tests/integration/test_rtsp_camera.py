@@ -109,3 +109,50 @@ def test_rtsp_camera_outage_is_reported_and_the_other_camera_keeps_flowing(
     assert {(meta.width, meta.height) for meta in street_frames} == {(640, 360)}
     assert [meta.frame_seq for meta in street_frames] == list(range(len(street_frames)))
     assert len(street_frames) == progress["rtsp-cam"].frames_produced
+
+
+B_FRAME_CLIP = """
+import sys, gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+Gst.init(None)
+pipeline = Gst.parse_launch(
+    "videotestsrc num-buffers=40 pattern=ball ! video/x-raw,width=160,height=120,framerate=10/1 ! videoconvert "
+    f"! x264enc bframes=2 b-adapt=false key-int-max=20 ! h264parse ! mp4mux ! filesink location={sys.argv[1]}"
+)
+pipeline.set_state(Gst.State.PLAYING)
+message = pipeline.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+pipeline.set_state(Gst.State.NULL)
+sys.exit(0 if message is not None and message.type == Gst.MessageType.EOS else 1)
+"""
+
+
+def test_low_delay_decoding_leaves_a_stream_with_b_frames_intact(tmp_path: Path) -> None:
+    """``flags;low_delay`` must not reorder or drop frames of a camera that sends B-frames."""
+    import subprocess
+
+    import cv2
+
+    from streams.ingest.sources import FFMPEG_CAPTURE_OPTIONS
+
+    clip = tmp_path / "bframes.mp4"
+    subprocess.run(["/usr/bin/python3", "-c", B_FRAME_CLIP, str(clip)], check=True, timeout=120)
+
+    def decode(options: str) -> list[bytes]:
+        saved = os.environ.get(FFMPEG_OPTIONS_ENV)
+        os.environ[FFMPEG_OPTIONS_ENV] = options  # read by OpenCV at every open
+        try:
+            capture = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
+            frames = []
+            while (frame := capture.read())[0]:
+                frames.append(frame[1].tobytes())
+            capture.release()
+        finally:
+            if saved is None:
+                os.environ.pop(FFMPEG_OPTIONS_ENV, None)
+            else:
+                os.environ[FFMPEG_OPTIONS_ENV] = saved
+        return frames
+
+    plain, low_delay = decode(""), decode(FFMPEG_CAPTURE_OPTIONS)
+    assert len(plain) == 40 and low_delay == plain
