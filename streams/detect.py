@@ -128,7 +128,11 @@ class DetectStage:
     async def start(self) -> None:
         triton = self.context.settings.triton
         self.client = DetectorClient(
-            triton.url, model_name=triton.model_name, max_in_flight=triton.max_in_flight, timeout_s=triton.timeout_s
+            triton.url,
+            model_name=triton.model_name,
+            max_in_flight=triton.max_in_flight,
+            timeout_s=triton.timeout_s,
+            tls_ca_file=triton.tls_ca_file,
         )
         # No frame is consumed before the model answers; waiting is not skipping.
         ready = partial(self.client.wait_ready, self.context.worker.triton_ready_timeout_s)

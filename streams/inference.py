@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
@@ -54,6 +55,10 @@ class DetectorClientSettings(BaseSettings):
     timeout_s: float = Field(30.0, gt=0)
     score_threshold: float = Field(0.35, ge=0.0, le=1.0)
     iou_threshold: float = Field(0.6, ge=0.0, le=1.0)
+    tls_ca_file: Path | None = Field(
+        None,
+        description="PEM CA that signed Triton's gRPC certificate: set, the channel is TLS and verifies the server",
+    )
 
 
 class InferenceRejected(ValueError):
@@ -95,20 +100,36 @@ def channel_options() -> list[tuple[str, int]]:
 class DetectorClient:
     """One gRPC channel to Triton; at most ``max_in_flight`` requests outstanding at once."""
 
-    def __init__(self, url: str, model_name: str = "detector", max_in_flight: int = 4, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        model_name: str = "detector",
+        max_in_flight: int = 4,
+        timeout_s: float = 30.0,
+        tls_ca_file: Path | None = None,
+    ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self.url = url
         self.model_name = model_name
         self.timeout_s = timeout_s
+        # TLS: the server's certificate must chain to this CA and name the host in ``url``.
+        self.root_certificates = tls_ca_file.read_bytes() if tls_ca_file is not None else None
         self._semaphore = asyncio.Semaphore(max_in_flight)
         self._client: grpcclient.InferenceServerClient | None = None
 
     def _grpc(self) -> grpcclient.InferenceServerClient:
         # Created on first use, inside the running event loop that grpc.aio binds it to.
         if self._client is None:
-            self._client = grpcclient.InferenceServerClient(self.url, channel_args=channel_options())
+            self._client = grpcclient.InferenceServerClient(self.url, channel_args=channel_options(), **self._tls())
         return self._client
+
+    def _tls(self) -> dict[str, object]:
+        if self.root_certificates is None:
+            return {}
+        import grpc  # tritonclient's own dependency
+
+        return {"creds": grpc.ssl_channel_credentials(root_certificates=self.root_certificates)}
 
     async def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Wait until the server and the model are ready; InferenceUnavailable after timeout_s."""

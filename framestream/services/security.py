@@ -211,6 +211,17 @@ class SecurityMaterial:
             chain = cert.public_bytes(serialization.Encoding.PEM) + self.ca_file.read_bytes()
             write_private(self.broker_keystore, key_pem(key) + chain)
 
+    def server_certificate(self, name: str, hosts: Iterable[str]) -> tuple[Path, Path]:
+        """``<name>.crt`` (certificate + CA chain) and ``<name>.key`` (0600), signed by this CA, for
+        a TLS server other than the broker (Triton's gRPC). Made anew on every call."""
+        ca_key = serialization.load_pem_private_key((self.directory / "ca.key").read_bytes(), password=None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        ca_cert = x509.load_pem_x509_certificate(self.ca_file.read_bytes())
+        key, cert = issue(ca_key, ca_cert, name, hosts)
+        chain = self.directory / f"{name}.crt"
+        chain.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + self.ca_file.read_bytes())
+        return chain, write_private(self.directory / f"{name}.key", key_pem(key))
+
     def broker_security(self) -> BrokerSecurity:
         return BrokerSecurity(self.broker_keystore, self.ca_file, self.password(Role.ADMIN))
 

@@ -115,8 +115,10 @@ class LocalTriton:
         startup_timeout_s: float = 180.0,
         probe_ports: bool = True,  # False: leave a taken port to the server's own bind, read from its log
         pythonpath: tuple[Path, ...] = (REPO_ROOT,),
+        grpc_tls: tuple[Path, Path] | None = None,  # (certificate chain, private key): gRPC over TLS
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
+        self.grpc_tls = grpc_tls
         self.venv = Path(venv)
         self.ports = ports or TritonPorts.free(host)
         self.host = host
@@ -216,7 +218,15 @@ class LocalTriton:
             "--exit-on-error=true",
             "--exit-timeout-secs=15",
             "--log-verbose=0",
+            *self._tls_arguments(),
         ]
+
+    def _tls_arguments(self) -> list[str]:
+        """gRPC over TLS (the HTTP port, used for readiness, stays on ``host``)."""
+        if self.grpc_tls is None:
+            return []
+        chain, key = self.grpc_tls
+        return ["--grpc-use-ssl=true", f"--grpc-server-cert={chain}", f"--grpc-server-key={key}"]
 
     def _environment(self, distribution: TritonDistribution) -> dict[str, str]:
         env = dict(os.environ)
