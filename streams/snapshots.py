@@ -40,7 +40,7 @@ from processors.faces import DEFAULT_SCORE_THRESHOLD, blur_faces
 from processors.rules import RuleEvaluator
 from schemas import Alert, FrameDetections
 from schemas.detections import Detection
-from schemas.rules import Rule
+from schemas.rules import Rule, SceneZone, ZoneConfig
 from streams.context import WorkerContext
 from streams.example_store import ExampleStore, FileStore, S3Store, StoreError, fetch, open_store
 from streams.faces import FaceBlurrer, FaceDetectorClient, PrivacySettings
@@ -89,11 +89,11 @@ def snapshot_key(alert: Alert) -> str:
     return f"{alert.camera_id}/{alert.alert_id}.jpg"
 
 
-def zone_pixels(rule: Rule, width: int, height: int) -> np.ndarray | None:
-    if rule.zone is None:
+def zone_pixels(zone: ZoneConfig | None, width: int, height: int) -> np.ndarray | None:
+    if zone is None:
         return None
-    points = np.asarray(rule.zone.points, dtype=np.float64)
-    return points * np.array([width, height]) if rule.zone.normalized else points
+    points = np.asarray(zone.points, dtype=np.float64)
+    return points * np.array([width, height]) if zone.normalized else points
 
 
 def render_snapshot(
@@ -123,6 +123,7 @@ class SnapshotTaker:
         store: ExampleStore | None = None,
         fetcher: KafkaFrameFetcher | None = None,
         faces: FaceDetectorClient | None = None,
+        scene_zones: Iterable[SceneZone] = (),
     ) -> None:
         self.settings = settings or SnapshotSettings()  # read when the stage starts, not at import
         self.privacy = privacy or PrivacySettings()
@@ -130,6 +131,7 @@ class SnapshotTaker:
         self.retry = context.retry
         self.evaluator = evaluator
         self.rules = {rule.id: rule for rule in evaluator.rules}
+        self.scene_zones: dict[str, ZoneConfig] = {zone.name: zone for zone in scene_zones}
         self.stop = threading.Event()
         triton_url = context.settings.triton.url
         if faces is None and self.privacy.blur_snapshots and not triton_url:
@@ -228,11 +230,17 @@ class SnapshotTaker:
         for alert in alerts:
             rule = self.rules.get(alert.rule_id)
             shown = self._detections_for(alert, rule, frame)
-            zone = zone_pixels(rule, width, height) if rule is not None else None
+            zone = zone_pixels(self._zone_of(alert, rule), width, height)
             data = render_snapshot(image, shown, zone, alert.zone, self.settings.jpeg_quality)
             uri = self.store.put(snapshot_key(alert), data, "image/jpeg")
             urls.append(self._public(alert, uri))
         return urls
+
+    def _zone_of(self, alert: Alert, rule: Rule | None) -> ZoneConfig | None:
+        """A frame rule's own zone; for a track rule's alert, the scene zone it names (if any)."""
+        if rule is not None:
+            return rule.zone
+        return self.scene_zones.get(alert.zone) if alert.zone is not None else None
 
     def _detections_for(self, alert: Alert, rule: Rule | None, frame: FrameDetections) -> list[Detection]:
         if rule is not None:

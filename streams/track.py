@@ -27,6 +27,7 @@ import faust
 from faust.types import EventT
 from pydantic import ValidationError
 
+from processors.rules import RuleEvaluator
 from processors.tracking import SceneTracker, TrackerConfig, TrackerState
 from schemas import Alert, FrameDetections
 from schemas.base import utc_now
@@ -34,6 +35,7 @@ from schemas.tracks import FrameTracks
 from streams.context import WorkerContext, raw_topic
 from streams.deadletter import DeadLetterRule, Rejection
 from streams.delivery import Outgoing, hold, produce_in_order, release
+from streams.snapshots import SnapshotSettings, SnapshotTaker
 
 log = logging.getLogger(__name__)
 STATE_TABLE = "tracker_state"
@@ -94,8 +96,10 @@ class TrackStage:
         tracks: faust.TopicT,
         alerts: faust.TopicT,
         deadletter: faust.TopicT,
+        snapshots: SnapshotTaker | None = None,
     ) -> None:
         self.metrics = context.metrics
+        self.snapshots = snapshots
         self.tracker = tracker
         self.table = table
         self.tracks_topic = tracks
@@ -124,10 +128,13 @@ class TrackStage:
             return step.outcome
         if step.outcome == "restarted":
             log.warning("tracker state started anew", extra={"camera_id": frame.camera_id, "seq": frame.frame_seq})
+        alerts = step.alerts
+        if alerts and self.snapshots is not None:
+            alerts = await self.snapshots.attach(frame, alerts)  # retries transient faults; never drops an alert
         records = [self._record(self.tracks_topic, frame.camera_id, step.tracks)]
-        records += [self._record(self.alerts_topic, frame.camera_id, alert) for alert in step.alerts]
+        records += [self._record(self.alerts_topic, frame.camera_id, alert) for alert in alerts]
         await produce_in_order(records, retry=self.retry)
-        for alert in step.alerts:
+        for alert in alerts:
             self.metrics.alerts.labels(rule_id=alert.rule_id).inc()
             log.info("alert", extra={"alert_id": alert.alert_id, "severity": alert.severity.value})
         self.table[frame.camera_id] = step.state.model_dump(mode="json")
@@ -161,6 +168,10 @@ def register(app: faust.App, context: WorkerContext) -> TrackStage:
         },
     )
     topics = context.topics
+    snapshots = None
+    if rules.track_rules and SnapshotSettings().enabled:
+        snapshots = SnapshotTaker(context, RuleEvaluator(rules), scene_zones=rules.zones)
+        context.closers.append(snapshots.close)
     stage = TrackStage(
         context,
         SceneTracker(rules, tracker_config(context)),
@@ -168,6 +179,7 @@ def register(app: faust.App, context: WorkerContext) -> TrackStage:
         raw_topic(app, topics.tracks),
         raw_topic(app, topics.alerts),
         raw_topic(app, topics.deadletter),
+        snapshots,
     )
 
     @app.agent(raw_topic(app, topics.detections), name=STAGE)

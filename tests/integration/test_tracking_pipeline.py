@@ -29,6 +29,7 @@ from processors.tracking import SceneTracker, TrackerConfig, TrackerState
 from schemas import Alert, FrameDetections, FrameMeta, FrameTracks
 from schemas.rules import RuleSet
 from streams.config_files import load_rules
+from streams.example_store import file_path
 from streams.topics import TopicNames, delete_topics
 from tests.integration.workers import (
     FrameProducer,
@@ -221,5 +222,8 @@ def check_clickhouse(store: WorkerStore, reference: dict[str, set[str]]) -> None
 def check_alerts_topic(kafka: KafkaSettings, topics: TopicNames, expected: set[str]) -> None:
     alerts = [Alert.model_validate_json(value) for _, value in read_topic(kafka, topics.alerts, kafka.partitions)]
     assert {alert.alert_id for alert in alerts} == expected
+    # Track alerts carry their snapshot like frame-rule alerts: the frame read back, boxes drawn, stored.
+    assert all(alert.snapshot_url and alert.snapshot_url.startswith("file://") for alert in alerts)
+    assert all(file_path(alert.snapshot_url).read_bytes()[:2] == b"\xff\xd8" for alert in alerts)
     resent = len(alerts) - len(expected)
     print(f"alerts on the topic: {len(alerts)} records, {len(expected)} distinct ({resent} re-sent with their id)")
