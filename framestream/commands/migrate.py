@@ -13,24 +13,45 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
+from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from framestream.settings import Settings
-from streams.sinks.clickhouse_db import ChdbBusyError, MigrationError, apply_server_users, connect, migrate
+from streams.sinks.clickhouse_db import (
+    ChdbBusyError,
+    MigrationError,
+    apply_server_users,
+    connect,
+    migrate,
+    read_secret_file,
+)
 
 log = logging.getLogger(__name__)
 
 
 class ServerAccounts(BaseSettings):
-    """Secrets only ``migrate --server-users`` needs; read when that option is given, never logged."""
+    """Secrets only ``migrate --server-users`` needs; read when that option is given, never logged.
+    Each password may instead be a file (``CLICKHOUSE_ADMIN_PASSWORD_FILE``: a mounted secret)."""
 
-    model_config = SettingsConfigDict(env_prefix="CLICKHOUSE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CLICKHOUSE_", extra="ignore", hide_input_in_errors=True)
 
     admin_user: str = "admin"
     admin_password: SecretStr
     reader_password: SecretStr
+    admin_password_file: Path | None = None
+    reader_password_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _passwords_from_files(cls, values: dict[str, Any]) -> dict[str, Any]:
+        for name in ("admin_password", "reader_password"):
+            path = values.get(f"{name}_file")
+            if path and not values.get(name):
+                values[name] = read_secret_file(Path(path))
+        return values
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -267,3 +267,38 @@ def _names_hosts(keystore: Path, hosts: list[str]) -> bool:
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     named = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} | set(san.get_values_for_type(x509.DNSName))
     return set(hosts) <= named
+
+
+# -- docker-compose -------------------------------------------------------------------------
+
+COMPOSE_PASSWORDS = ("clickhouse_admin", "clickhouse_writer", "clickhouse_reader", "grafana_admin")
+
+
+def write_compose_secrets(directory: Path, grafana_hosts: Iterable[str] = ("localhost",)) -> list[Path]:
+    """The files docker-compose.yml's ``secrets:`` name, under ``directory`` (kept if present):
+    the CA, the Kafka broker's PEM keystore, Triton's and Grafana's certificates and keys, and
+    one password file per Kafka role and per ClickHouse/Grafana account, all but the CA 0600.
+
+        python -m framestream.services.security ./secrets [grafana.example.org]
+    """
+    material = SecurityMaterial.ensure(directory / "ca", hosts=["kafka", "localhost"])
+    written = [directory / "framestream_ca.crt", directory / "kafka_broker.pem"]
+    written[0].write_bytes(material.ca_file.read_bytes())
+    write_private(written[1], material.broker_keystore.read_bytes())
+    for name, hosts in (("triton", ["triton"]), ("grafana", list(grafana_hosts))):
+        if not (directory / f"{name}.key").exists():
+            chain, key = material.server_certificate(name, hosts)
+            written += [chain.replace(directory / f"{name}.crt"), key.replace(directory / f"{name}.key")]
+    for name in [f"kafka/{role.value}" for role in Role] + list(COMPOSE_PASSWORDS):
+        path = directory / f"{name}.password"
+        if not path.exists():
+            written.append(write_private(path, (new_password() + "\n").encode()))
+    return written
+
+
+if __name__ == "__main__":
+    import sys
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "secrets")
+    made = write_compose_secrets(target, sys.argv[2:] or ["localhost"])
+    print(f"secrets under {target}: {len(made)} files written or refreshed (no secret printed)")

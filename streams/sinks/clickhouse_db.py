@@ -25,7 +25,7 @@ from urllib.parse import urlparse, urlunparse
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError, ProgrammingError
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,25 @@ class ClickHouseSettings(BaseSettings):
     database: str = "framestream"
     username: str = "framestream_writer"
     password: SecretStr = SecretStr("")
+    password_file: Path | None = Field(None, description="a file holding the password (a mounted secret)")
     ttl_days: int = Field(90, ge=1, le=3650)
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> ClickHouseSettings:
+        if self.password_file is not None and not self.password.get_secret_value():
+            self.password = SecretStr(read_secret_file(self.password_file))
+        return self
+
+
+def read_secret_file(path: Path) -> str:
+    """A mounted secret's value (its first line); the error names the file, never the content."""
+    try:
+        value = path.read_text().strip("\r\n")
+    except OSError as error:
+        raise ValueError(f"cannot read the secret file {path}: {error.strerror}") from None
+    if not value:
+        raise ValueError(f"the secret file {path} is empty")
+    return value
 
 
 class ChdbBusyError(RuntimeError):

@@ -31,10 +31,11 @@ def test_production_components_are_the_real_images(service: str, image_prefix: s
 
 
 def test_kafka_runs_kraft_without_zookeeper() -> None:
-    env = SERVICES["kafka"]["environment"]
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    properties = (REPO_ROOT / "infra/kafka/compose/server.properties").read_text().splitlines()
+    assert "process.roles=broker,controller" in properties
     assert "zookeeper" not in SERVICES
-    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"  # topics are created explicitly by `setup`
+    assert "auto.create.topics.enable=false" in properties  # topics are created explicitly by `setup`
+    assert any(volume.startswith("./infra/kafka/compose:") for volume in SERVICES["kafka"]["volumes"])
 
 
 def test_triton_reserves_a_gpu_and_serves_the_gpu_detector_config() -> None:
@@ -49,7 +50,7 @@ def _bind_sources() -> list[tuple[str, str]]:
     for name, service in SERVICES.items():
         for volume in service.get("volumes", []):
             source = volume.split(":", 1)[0]
-            if source.startswith("."):
+            if source.startswith(".") and not source.startswith("./secrets"):  # made by the deployer
                 sources.append((name, source))
     return sources
 
@@ -86,11 +87,15 @@ def test_worker_environment_is_valid_settings(service: str) -> None:
         for key, value in SERVICES[service]["environment"].items()
         if key.startswith("FRAMESTREAM_")
     }
+    env["FRAMESTREAM_CLICKHOUSE_PASSWORD"] = "secret"  # stands in for the secret file, absent here
     with mock.patch.dict(os.environ, env, clear=False):
         settings = Settings()
     assert settings.kafka.bootstrap_servers == "kafka:9092"
     assert settings.kafka.profile.value == "kafka"
+    assert settings.kafka.security_protocol.value == "SASL_SSL"
+    assert settings.kafka.sasl_password_file is not None and settings.kafka.sasl_password is None
     assert settings.triton.url == "triton:8001"
+    assert settings.triton.tls_ca_file is not None
     assert settings.clickhouse.password.get_secret_value() == "secret"
 
 
@@ -108,7 +113,86 @@ def test_grafana_mounts_provisioning_and_dashboards() -> None:
     assert paths <= mounts, "the dashboards provider must read the mounted folder"
 
 
-def test_secrets_are_required_not_defaulted() -> None:
+# -- security (README, "Security") ---------------------------------------------------------
+
+ROLE_WORKERS = {"ingest": "ingest", "detect": "detect", "alert": "alert", "persist": "persist"}
+
+
+def _secret_files(service: str) -> set[str]:
+    return {secret if isinstance(secret, str) else secret["source"] for secret in SERVICES[service].get("secrets", [])}
+
+
+def test_no_password_is_in_the_file_or_the_environment() -> None:
     text = (REPO_ROOT / "docker-compose.yml").read_text()
-    for variable in ["CLICKHOUSE_WRITER_PASSWORD", "CLICKHOUSE_ADMIN_PASSWORD", "GRAFANA_ADMIN_PASSWORD"]:
-        assert "${" + variable + ":?" in text
+    assert "${" not in text, "no secret interpolated from the host's environment (nor a default for one)"
+    for name, service in SERVICES.items():
+        for key, value in service.get("environment", {}).items():
+            if "PASSWORD" in key:
+                assert key.endswith("_FILE") and str(value).startswith("/run/secrets/"), (name, key)
+
+
+def test_every_secret_is_a_file_under_secrets() -> None:
+    declared = COMPOSE["secrets"]
+    assert all(secret["file"].startswith("./secrets/") for secret in declared.values())
+    used = set().union(*(_secret_files(name) for name in SERVICES))
+    assert used == set(declared), "every declared secret is used, every used one declared"
+
+
+def test_each_worker_is_its_own_kafka_principal_with_only_its_password() -> None:
+    for service, role in ROLE_WORKERS.items():
+        env = SERVICES[service]["environment"]
+        assert env["FRAMESTREAM_KAFKA_SASL_USERNAME"] == role
+        assert env["FRAMESTREAM_KAFKA_SASL_PASSWORD_FILE"] == f"/run/secrets/kafka_{role}_password"
+        kafka_secrets = {name for name in _secret_files(service) if name.startswith("kafka_")}
+        assert kafka_secrets == {f"kafka_{role}_password"}
+        assert env["FRAMESTREAM_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert "clickhouse_writer_password" in _secret_files("persist")
+    assert not any("clickhouse" in name for name in _secret_files("detect") | _secret_files("alert"))
+
+
+def test_only_grafana_is_published_and_the_backend_is_internal() -> None:
+    assert COMPOSE["networks"]["backend"]["internal"] is True
+    published = {name for name, service in SERVICES.items() if service.get("ports")}
+    assert published == {"grafana"}
+    for name in ("kafka", "clickhouse", "triton", "setup", *ROLE_WORKERS):
+        assert SERVICES[name]["networks"] == ["backend"], name
+
+
+def test_kafka_listens_on_sasl_ssl_with_acls() -> None:
+    properties = dict(
+        line.split("=", 1)
+        for line in (REPO_ROOT / "infra/kafka/compose/server.properties").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert properties["listener.security.protocol.map"] == "CLIENTS:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL"
+    assert properties["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert properties["allow.everyone.if.no.acl.found"] == "false"
+    assert "PLAINTEXT" not in properties["listeners"]
+    start = (REPO_ROOT / "infra/kafka/compose/start.sh").read_text()
+    assert "--add-scram" in start and "@$argfile" in start and "kafka_admin_password" in start
+
+
+def test_triton_serves_grpc_over_tls() -> None:
+    command = SERVICES["triton"]["command"]
+    assert "--grpc-use-ssl=true" in command
+    assert {"triton_cert", "triton_key"} <= _secret_files("triton")
+
+
+def test_grafana_admin_from_a_secret_no_anonymous_access_analysts_are_viewers() -> None:
+    env = SERVICES["grafana"]["environment"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert env["GF_USERS_AUTO_ASSIGN_ORG_ROLE"] == "Viewer"
+    assert env["GF_SERVER_PROTOCOL"] == "https"
+    datasource = yaml.safe_load((REPO_ROOT / "infra/grafana/provisioning/datasources/clickhouse.yaml").read_text())
+    reader = datasource["datasources"][0]
+    assert reader["jsonData"]["username"] == "grafana_reader"
+    assert reader["secureJsonData"]["password"] == "$__file{/run/secrets/clickhouse_reader_password}"
+
+
+def test_clickhouse_restricts_system_tables() -> None:
+    mounts = SERVICES["clickhouse"]["volumes"]
+    assert any(volume.endswith("/config.d/access_control.xml:ro") for volume in mounts)
+    xml = (REPO_ROOT / "infra/clickhouse/server/access_control.xml").read_text()
+    assert "<select_from_system_db_requires_grant>true</select_from_system_db_requires_grant>" in xml
