@@ -22,7 +22,7 @@ from confluent_kafka.admin import AdminClient
 
 from framestream.child_process import WorkerProcess
 from streams.app import Stage, app_id
-from streams.kafka_config import KafkaSettings, bootstrap_servers
+from streams.kafka_config import KafkaSettings, admin_config
 from streams.topics import TopicNames
 
 ALL_STAGES = (Stage.DETECT, Stage.ALERT, Stage.PERSIST)
@@ -32,7 +32,7 @@ class CommittedFrames:
     """The committed offsets of a ``detect,alert,persist`` worker's group on the detections topic, summed."""
 
     def __init__(self, kafka: KafkaSettings) -> None:
-        self.admin = AdminClient({"bootstrap.servers": bootstrap_servers(kafka)})
+        self.admin = AdminClient(admin_config(kafka))
         self.group = app_id(kafka.topic_prefix, ALL_STAGES)
         topic = TopicNames(kafka.topic_prefix).detections
         self.partitions = [TopicPartition(topic, partition) for partition in range(kafka.partitions)]
