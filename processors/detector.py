@@ -1,4 +1,5 @@
-"""The detector pipeline around NanoDet: encoded bytes in, boxes in original pixels out.
+"""The detector pipeline around a network (NanoDet by default, or any ``DetectorSpec``): encoded
+bytes in, boxes in original pixels out.
 
 ``preprocess`` and ``postprocess`` are what the Triton ``detector`` model calls around its
 call to ``nanodet``; ``detect_batch`` strings them together for any ``infer`` function (the
@@ -11,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from processors.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_for_size
+from processors.decoders import NANODET_SPEC, DetectorSpec, split_batch
 from processors.letterbox import LetterboxTransform, letterbox
-from processors.nanodet import INPUT_SIZE, decode_outputs, split_batch, to_input_tensor
+from processors.nanodet import to_input_tensor
 from processors.nms import class_aware_nms
 
 DEFAULT_SCORE_THRESHOLD = 0.35
@@ -79,11 +82,26 @@ def thresholds_from_parameters(parameters: Mapping[str, object]) -> Thresholds:
     return Thresholds(score=values["score_threshold"], iou=values["iou_threshold"])
 
 
-def preprocess(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, LetterboxTransform]:
-    """Encoded JPEG/PNG bytes to NanoDet's [3,416,416] input; DecodeError for bad bytes."""
-    decoded = decode_for_size(data, INPUT_SIZE, max_pixels)
-    canvas, transform = letterbox(decoded.pixels, INPUT_SIZE, source_size=(decoded.width, decoded.height))
-    return to_input_tensor(canvas), transform
+def preprocess(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, spec: DetectorSpec = NANODET_SPEC
+) -> tuple[np.ndarray, LetterboxTransform]:
+    """Encoded JPEG/PNG bytes to the network's input (NanoDet's [3,416,416] by default); DecodeError
+    for bad bytes."""
+    size = spec.input_size
+    decoded = decode_for_size(data, size, max_pixels)
+    if spec.resize == "stretch":
+        canvas, transform = _stretch(decoded.pixels, size, (decoded.width, decoded.height))
+    else:
+        pad = (spec.pad_value,) * 3
+        canvas, transform = letterbox(decoded.pixels, size, pad, source_size=(decoded.width, decoded.height))
+    return (to_input_tensor(canvas) if spec == NANODET_SPEC else spec.to_input_tensor(canvas)), transform
+
+
+def _stretch(image: np.ndarray, size: int, source_size: tuple[int, int]) -> tuple[np.ndarray, LetterboxTransform]:
+    """The whole image resized to size x size, aspect ratio not kept (as some networks were trained)."""
+    width, height = source_size
+    canvas = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+    return canvas, LetterboxTransform(width, height, size, size / width, size / height, 0, 0)
 
 
 def postprocess(
@@ -92,13 +110,15 @@ def postprocess(
     score_threshold: float = DEFAULT_SCORE_THRESHOLD,
     iou_threshold: float = DEFAULT_IOU_THRESHOLD,
     max_detections: int = MAX_DETECTIONS,
+    spec: DetectorSpec = NANODET_SPEC,
 ) -> ObjectDetections:
-    """One image's NanoDet heads to detections in original pixels: decode, NMS, map back.
+    """One image's network outputs to detections in original pixels: decode (the spec's
+    decoder), NMS, map back.
 
     A box that lies entirely in the letterbox padding has no area once clipped to the
     image and is dropped.
     """
-    candidates = decode_outputs(outputs, score_threshold)
+    candidates = spec.decode(outputs, score_threshold)
     kept = class_aware_nms(candidates.boxes, candidates.scores, candidates.class_ids, iou_threshold, max_detections)
     boxes = transform.to_original(candidates.boxes[kept])
     visible = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
@@ -115,6 +135,7 @@ def detect_batch(
     thresholds: Sequence[Thresholds],
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_batch: int = MAX_BATCH,
+    spec: DetectorSpec = NANODET_SPEC,
 ) -> list[ObjectDetections | DecodeError]:
     """Detect objects in every image, calling ``infer`` on batches of at most ``max_batch``.
 
@@ -126,7 +147,7 @@ def detect_batch(
     prepared: list[tuple[int, np.ndarray, LetterboxTransform]] = []
     for index, data in enumerate(images):
         try:
-            tensor, transform = preprocess(data, max_pixels)
+            tensor, transform = preprocess(data, max_pixels, spec)
         except DecodeError as error:
             results.append(error)
             continue
@@ -137,7 +158,9 @@ def detect_batch(
         outputs = infer(np.stack([tensor for _, tensor, _ in chunk]))
         for position, (index, _, transform) in enumerate(chunk):
             wanted = thresholds[index]
-            results[index] = postprocess(split_batch(outputs, position), transform, wanted.score, wanted.iou)
+            results[index] = postprocess(
+                split_batch(outputs, spec, position), transform, wanted.score, wanted.iou, spec=spec
+            )
     return results
 
 

@@ -14,6 +14,12 @@ with this one. Parameter ``network``: ``auto`` (that rule; the default), ``bls``
 ``onnxruntime``; ``intra_op_threads`` for the in-process session: ``auto`` shares the cores
 among the instances (2 cores, 2 instances: one thread each, so one instance decodes while
 the other runs the network, and no thread pool spins on a busy machine), or a number.
+
+A version folder that holds a ``detector.json`` (processors/decoders.py) and a ``model.onnx``
+is a self-contained detector, the way ``framestream model register`` adds one: that network
+runs in this process with the spec's input and decoder, and ``nanodet`` is not used. Every
+version folder carries its own copy of this file (a registered version is an immutable
+snapshot of network, spec and serving code).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import triton_python_backend_utils as pb_utils
 
 try:
     from processors.decode import DEFAULT_MAX_PIXELS, DecodeError
+    from processors.decoders import NANODET_SPEC, SPEC_FILE, load_spec
     from processors.detector import (
         ObjectDetections,
         Thresholds,
@@ -58,12 +65,20 @@ class TritonPythonModel:
         self.max_pixels = int(parameter("max_pixels", str(DEFAULT_MAX_PIXELS)))
         self.nanodet_model = parameter("nanodet_model", "nanodet")
         network_dir = Path(args["model_repository"]).parent / self.nanodet_model
+        version_dir = Path(args["model_repository"]) / str(args.get("model_version", "1"))
+        self.spec = NANODET_SPEC
         self.session = None
-        if _runs_here(parameter("network", "auto"), network_dir):
+        if (version_dir / SPEC_FILE).is_file():
+            self.spec = load_spec(version_dir / SPEC_FILE)
+            threads = _threads(parameter("intra_op_threads", "auto"), json.loads(args["model_config"]))
+            self.session = _onnxruntime_session(version_dir / "model.onnx", threads)
+            self._infer = self._infer_here  # type: ignore[method-assign]
+        elif _runs_here(parameter("network", "auto"), network_dir):
             threads = _threads(parameter("intra_op_threads", "auto"), json.loads(args["model_config"]))
             self.session = _onnxruntime_session(network_dir / "1" / "model.onnx", threads)
             self._infer = self._infer_here  # type: ignore[method-assign]
         where = "in this process (ONNX Runtime)" if self.session is not None else f"over BLS ({self.nanodet_model})"
+        where += f", decoder {self.spec.decoder}"
         print(f"detector: the network runs {where}", flush=True)  # into tritonserver's log
 
     def execute(self, requests: list) -> list:
@@ -83,7 +98,7 @@ class TritonPythonModel:
             owners += [index] * len(rows)
             thresholds += [wanted] * len(rows)
         try:
-            results = detect_batch(images, self._infer, thresholds, self.max_pixels)
+            results = detect_batch(images, self._infer, thresholds, self.max_pixels, spec=self.spec)
         except NanodetFailed as error:
             failure = pb_utils.TritonError(f"detector network failed: {error}", pb_utils.TritonError.UNAVAILABLE)
             return [pb_utils.InferenceResponse(error=failure) for _ in requests]
@@ -96,8 +111,9 @@ class TritonPythonModel:
         return responses
 
     def _infer_here(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})  # type: ignore[union-attr]
-        return dict(zip(OUTPUT_NAMES, outputs, strict=True))
+        names = list(self.spec.output_names)
+        outputs = self.session.run(names, {self.spec.input_name: batch})  # type: ignore[union-attr]
+        return dict(zip(names, outputs, strict=True))
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         request = pb_utils.InferenceRequest(
