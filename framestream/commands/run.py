@@ -4,6 +4,11 @@ It starts what is not configured (the broker, tritonserver; chDB is in-process),
 topics, applies the migrations, runs one worker with every stage and the camera ingest as
 separate processes (as a deployment would), follows the topics to print progress, then
 stops the worker gracefully and prints a summary read back from ClickHouse.
+
+``--secure``: the same on the secured embedded stack (TLS + SCRAM + ACLs, see
+``framestream services --secure``): ``setup`` as admin creates the users and ACLs, and
+ingest and each stage run as their own principal, one process each, with only their role's
+Kafka settings (the progress display reads as admin).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import argparse
 import os
 import shutil
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <data_dir>/demo)")
     parser.add_argument("--annotated", type=int, default=6, help="annotated frames to write (default 6)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    parser.add_argument("--secure", action="store_true", help="TLS + SCRAM + ACLs, one Kafka principal per stage")
     parser.set_defaults(handler=run)
 
 
@@ -47,24 +54,38 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     settings = _demo_settings(settings, out)
     started = time.monotonic()
     print(f"framestream demo: cameras {settings.cameras_file}, rules {settings.rules_file}, output {out}")
-    with EmbeddedStack(settings) as stack:
+    with EmbeddedStack(settings, secure=args.secure) as stack:
         print(f"  broker {stack.settings.kafka.bootstrap_servers}   triton {stack.settings.triton.url}")
         env = {**os.environ, **{name: value for name, value in stack.env().items() if value}}
-        ChildProcess.framestream(["setup"], log_path=out / "logs" / "setup.log", env=env).run_to_end(timeout_s=300)
+        role_env = _role_environments(stack, env)
+        setup = ["setup"] if stack.security is None else ["setup", "--kafka-users", str(stack.security.env_dir)]
+        ChildProcess.framestream(setup, log_path=out / "logs" / "setup.log", env=role_env("admin")).run_to_end(300)
         follower = TopicFollower(stack.settings, keep_frames=args.annotated * 4)
         follower.start()
-        worker = WorkerProcess(
-            ["--stages", "detect,track,alert,persist"], worker_id="demo", env=env, log_path=out / "logs" / "worker.log"
-        )
+        # Plaintext: one worker runs every stage. Secured: one worker per stage and principal.
+        stage_sets = [ALL_STAGES] if stack.security is None else ALL_STAGES.split(",")
+        workers = [
+            WorkerProcess(
+                ["--stages", stages],
+                worker_id="demo" if stages == ALL_STAGES else f"demo-{stages}",
+                env=role_env(stages),
+                log_path=out / "logs" / ("worker.log" if stages == ALL_STAGES else f"worker-{stages}.log"),
+            )
+            for stages in stage_sets
+        ]
         try:
-            worker.start()
-            _wait_until_assigned(worker, stack.settings, deadline=started + args.timeout)
+            for worker in workers:
+                worker.start()
+            _wait_until_assigned(workers[0], stack.settings, deadline=started + args.timeout)
             ingest = ChildProcess.framestream(
-                ["ingest", "--max-frames", str(args.max_frames)], env=env, log_path=out / "logs" / "ingest.log"
+                ["ingest", "--max-frames", str(args.max_frames)],
+                env=role_env("ingest"),
+                log_path=out / "logs" / "ingest.log",
             ).start()
-            _wait_until_persisted(follower, worker, ingest, deadline=started + args.timeout)
+            _wait_until_persisted(follower, workers, ingest, deadline=started + args.timeout)
         finally:
-            worker.stop()
+            for worker in workers:
+                worker.stop()
             follower.stop()
         summary = query_summary(stack.settings)
         # Inside the stack: blurring faces (when FRAMESTREAM_PRIVACY_* asks for it) needs Triton.
@@ -72,6 +93,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         annotated = write_annotated_frames(follower, out / "annotated", args.annotated, blurrer)
     print_summary(summary, annotated, wall_s=time.monotonic() - started)
     return 0
+
+
+ALL_STAGES = "detect,track,alert,persist"
+
+
+def _role_environments(stack: EmbeddedStack, env: dict[str, str]) -> Callable[[str], dict[str, str]]:
+    """The environment of a child acting as ``role`` (on the secured stack: ``env`` plus that
+    role's Kafka settings, as its 0600 env file holds them; on the plaintext one: ``env``)."""
+    security = stack.security
+    if security is None:
+        return lambda role: env
+    servers = stack.settings.kafka.bootstrap_servers
+    security.write_env_files(servers, {name: value for name, value in stack.env().items() if "KAFKA" not in name})
+    return lambda role: {**env, **security.client_env(role, servers)}
 
 
 def _wait_until_assigned(worker: WorkerProcess, settings: Settings, deadline: float) -> None:
@@ -90,12 +125,14 @@ def _wait_until_assigned(worker: WorkerProcess, settings: Settings, deadline: fl
 
 
 def _wait_until_persisted(
-    follower: TopicFollower, worker: WorkerProcess, ingest: ChildProcess, deadline: float
+    follower: TopicFollower, workers: list[WorkerProcess], ingest: ChildProcess, deadline: float
 ) -> None:
     """Ingest finished, every produced frame detected (or dead-lettered), every message stored in ClickHouse."""
     last_print = 0.0
+    worker = workers[-1]  # the one running persist
     while True:
-        worker.raise_if_exited()
+        for running in workers:
+            running.raise_if_exited()
         ingest_done = ingest.finished()
         counts = follower.counts()
         stored = {
