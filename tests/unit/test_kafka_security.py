@@ -211,3 +211,80 @@ def test_secured_node_properties_hold_no_secret(material: SecurityMaterial, tmp_
         node_properties(
             1, NodePorts(1, 2), "1@h:2", tmp_path, host="h", replication_factor=1, partitions=4, security=security
         )
+
+
+def test_the_admin_password_reaches_storage_format_in_a_0600_argfile_not_the_command_line(
+    material: SecurityMaterial, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from framestream.child_process import ChildProcess
+    from framestream.services.kafka import KafkaNode
+
+    seen: dict[str, object] = {}
+
+    def capture(self: ChildProcess, timeout_s: float) -> None:  # instead of starting a JVM
+        argfile = Path(self.command[-1].removeprefix("@"))
+        seen.update(command=list(self.command), mode=stat.S_IMODE(argfile.stat().st_mode), args=argfile.read_text())
+
+    monkeypatch.setattr(ChildProcess, "run_to_end", capture)
+    security = material.broker_security()
+    properties = node_properties(
+        1,
+        NodePorts(1, 2, 3),
+        "1@h:2",
+        tmp_path / "log",
+        host="h",
+        replication_factor=1,
+        partitions=4,
+        security=security,
+    )
+    node = KafkaNode(
+        1,
+        NodePorts(1, 2, 3),
+        tmp_path,
+        tmp_path / "kafka.log",
+        cluster_id="-abc",
+        properties=properties,
+        java=Path("java"),
+        classpath="libs/*",
+        grace_s=1,
+        security=security,
+    )
+    node.format_storage()
+    assert security.admin_password not in " ".join(seen["command"])  # type: ignore[arg-type]
+    assert str(seen["command"][-1]).startswith("@")  # type: ignore[index]
+    assert seen["mode"] == 0o600
+    lines = str(seen["args"]).splitlines()
+    assert lines[:3] == ["kafka.tools.StorageTool", "format", "--cluster-id=-abc"]
+    assert f"--add-scram=SCRAM-SHA-512=[name=admin,password={security.admin_password}]" in lines
+    assert not (tmp_path / "format.args").exists(), "deleted once formatted"
+
+
+def test_compose_secrets_are_made_once_and_private(tmp_path: Path) -> None:
+    from framestream.services.security import write_compose_secrets
+
+    made = write_compose_secrets(tmp_path, ["grafana.example.org"])
+    for path in made:
+        if path.suffix != ".crt":  # certificates are public; keys, keystores and passwords are not
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    passwords = sorted(tmp_path.rglob("*.password"))
+    assert len(passwords) == len(Role) + 4
+    before = {path: path.read_text() for path in passwords}
+    write_compose_secrets(tmp_path, ["grafana.example.org"])
+    assert {path: path.read_text() for path in passwords} == before, "kept, not regenerated"
+    assert role_passwords(tmp_path / "kafka") == {
+        role.value: before[tmp_path / "kafka" / f"{role.value}.password"].strip() for role in Role
+    }
+    grafana = x509.load_pem_x509_certificates((tmp_path / "grafana.crt").read_bytes())[0]
+    san = grafana.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["grafana.example.org"]
+
+
+def test_clickhouse_passwords_may_come_from_secret_files(tmp_path: Path) -> None:
+    from streams.sinks.clickhouse_db import ClickHouseSettings
+
+    secret = tmp_path / "writer"
+    secret.write_text(PASSWORD + "\n")
+    assert ClickHouseSettings(password_file=secret).password.get_secret_value() == PASSWORD
+    with pytest.raises(ValidationError) as raised:
+        ClickHouseSettings(password_file=tmp_path / "absent")
+    assert "cannot read the secret file" in str(raised.value)
