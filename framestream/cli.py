@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "review": "framestream.commands.review",
     "bridge": "framestream.commands.bridge",
     "snapshots": "framestream.commands.snapshots",
+    "chaos": "framestream.commands.chaos",
+    "train": "framestream.commands.train",
 }
 
 

@@ -19,6 +19,8 @@ if ! stamp_ok .venv "$main_hash"; then
   .venv/bin/pip install --quiet -e '.[embedded,test]'
   # ByteTrack, without its opencv-python requirement (it would replace opencv-python-headless's cv2)
   .venv/bin/pip install --quiet --no-deps trackers==2.6.1
+  # Solar-cell images for the classifier (CC BY-NC-SA: installed here, never committed)
+  .venv/bin/pip install --quiet elpv-dataset==1.0.0.post1
   echo "$main_hash" > .venv/.framestream-stamp
 fi
 
@@ -67,4 +69,16 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 else
   debian_status="Debian packages present"
 fi
-echo "setup: .venv and .venv-triton ready; $kafka_status; $debian_status"
+# The solar-cell defect classifier served as triton_models/defects: trained here when missing
+# (a few minutes on 2 cores), not committed, as weights trained on elpv's CC BY-NC-SA images are
+# a derivative of them. Without it the defects model loads but answers UNAVAILABLE.
+classifier_status="classifier present"
+if [[ ! -f triton_models/defects/1/model.onnx ]]; then
+  mkdir -p var
+  if .venv/bin/framestream train classifier --dataset elpv --json var/classifier-elpv.json >var/classifier-elpv.log 2>&1; then
+    classifier_status="classifier trained ($(grep -m1 'held-out' var/classifier-elpv.log))"
+  else
+    classifier_status="classifier training failed: see var/classifier-elpv.log"
+  fi
+fi
+echo "setup: .venv and .venv-triton ready; $kafka_status; $debian_status; $classifier_status"

@@ -1,0 +1,1 @@
+"""Training of the models the stream serves (``framestream train``); runs on the CPU."""
