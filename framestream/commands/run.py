@@ -77,8 +77,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             for worker in workers:
                 worker.start()
             _wait_until_assigned(workers[0], stack.settings, deadline=started + args.timeout)
+            # Secured: setup created the topics as admin; ingest's principal may not create any.
+            no_create = [] if stack.security is None else ["--no-create-topics"]
             ingest = ChildProcess.framestream(
-                ["ingest", "--max-frames", str(args.max_frames)],
+                ["ingest", "--max-frames", str(args.max_frames), *no_create],
                 env=role_env("ingest"),
                 log_path=out / "logs" / "ingest.log",
             ).start()
