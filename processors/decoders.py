@@ -58,6 +58,7 @@ class DetectorSpec:
     resize: str = "letterbox"
     pad_value: int = 0
     box_units: str = "pixels"  # centernet only
+    max_batch: int = 16  # images per network call (a graph that hard-codes batch 1 says 1)
     classes: tuple[str, ...] = COCO_CLASSES  # the network's class index -> name
     _coco_ids: np.ndarray = field(init=False, repr=False, compare=False)
     _scale: np.ndarray = field(init=False, repr=False, compare=False)
@@ -79,6 +80,8 @@ class DetectorSpec:
             raise SpecError(f"mean and std need three values each (std non-zero), got {self.mean} {self.std}")
         if not self.output_names:
             raise SpecError("output_names is empty")
+        if not 1 <= self.max_batch <= 16:
+            raise SpecError(f"max_batch must be within 1..16, got {self.max_batch}")
         if not self.classes:
             raise SpecError("classes is empty")
         unknown = [name for name in self.classes if name not in COCO_CLASSES]
@@ -122,6 +125,7 @@ class DetectorSpec:
             },
             "outputs": list(self.output_names),
             "box_units": self.box_units,
+            "max_batch": self.max_batch,
             "classes": "coco" if self.classes == COCO_CLASSES else list(self.classes),
         }
 
@@ -143,6 +147,7 @@ def spec_from_dict(raw: Mapping[str, object], source: str = "detector spec") -> 
             resize=str(entry.get("resize", "letterbox")),
             pad_value=int(entry.get("pad_value", 0)),
             box_units=str(raw.get("box_units", "pixels")),
+            max_batch=int(raw.get("max_batch", 16)),  # type: ignore[call-overload]
             classes=COCO_CLASSES if classes == "coco" else tuple(str(c) for c in classes),  # type: ignore[union-attr]
         )
     except SpecError as error:

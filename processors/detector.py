@@ -37,6 +37,7 @@ class ObjectDetections:
     boxes: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
+    model_version: str = ""  # the served version that found them, when a server said so
 
     def __post_init__(self) -> None:
         count = self.scores.shape[0] if self.scores.ndim == 1 else -1
@@ -153,6 +154,7 @@ def detect_batch(
             continue
         results.append(ObjectDetections.empty())  # replaced below
         prepared.append((index, tensor, transform))
+    max_batch = min(max_batch, spec.max_batch)
     for start in range(0, len(prepared), max_batch):
         chunk = prepared[start : start + max_batch]
         outputs = infer(np.stack([tensor for _, tensor, _ in chunk]))

@@ -222,7 +222,7 @@ class DetectStage:
             width=meta.width,
             height=meta.height,
             model_name=self.context.settings.triton.model_name,
-            model_version=self.model_version,
+            model_version=found.model_version or self.model_version,  # the version that answered
             detections=to_detections(meta, found),
             stats=meta.stats,
             timings=timings,

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -186,7 +187,12 @@ class DetectorClient:
             except (TimeoutError, OSError) as error:
                 raise InferenceUnavailable(f"{type(error).__name__}: {error}") from error
         num, boxes, scores, class_ids = (result.as_numpy(name) for name in OUTPUT_NAMES)
-        return [unpad_detections(int(num[i, 0]), boxes[i], scores[i], class_ids[i]) for i in range(len(images))]
+        # The version that answered: during a promotion, requests naming none move to the new one.
+        version = str(result.get_response().model_version)
+        return [
+            replace(unpad_detections(int(num[i, 0]), boxes[i], scores[i], class_ids[i]), model_version=version)
+            for i in range(len(images))
+        ]
 
     async def detect_many(
         self,

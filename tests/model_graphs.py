@@ -79,3 +79,23 @@ def write_version(folder: Path, model: onnx.ModelProto, spec: dict[str, object])
     onnx.save(model, str(folder / "model.onnx"))
     (folder / "detector.json").write_text(json.dumps(spec, indent=1))
     return folder
+
+
+def with_classes_permuted(model: onnx.ModelProto, outputs: tuple[str, ...], seed: int = 0) -> onnx.ModelProto:
+    """A copy of ``model`` whose class-score outputs ([N,C,...]) have their C channels shuffled:
+    the same boxes and confidences, the wrong class names (a detector trained on shuffled labels)."""
+    permuted = onnx.ModelProto()
+    permuted.CopyFrom(model)
+    graph = permuted.graph
+    for output in graph.output:
+        if output.name not in outputs:
+            continue
+        channels = output.type.tensor_type.shape.dim[1].dim_value
+        order = np.random.default_rng(seed).permutation(channels).astype(np.int64)
+        raw = f"{output.name}__unpermuted"
+        for node in graph.node:
+            node.output[:] = [raw if name == output.name else name for name in node.output]
+        graph.initializer.append(numpy_helper.from_array(order, f"{output.name}__order"))
+        graph.node.append(helper.make_node("Gather", [raw, f"{output.name}__order"], [output.name], axis=1))
+    onnx.checker.check_model(permuted)
+    return permuted

@@ -213,7 +213,10 @@ class LocalTriton:
             f"--metrics-port={self.ports.metrics}",
             "--allow-metrics=true",
             "--allow-gpu-metrics=false",
-            "--model-control-mode=none",
+            # Explicit: `framestream model promote|rollback` reload a model through the model-control
+            # API while it serves; every model of the repository is loaded at start.
+            "--model-control-mode=explicit",
+            "--load-model=*",
             "--strict-readiness=true",
             "--exit-on-error=true",
             "--exit-timeout-secs=15",
