@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "review": "framestream.commands.review",
     "bridge": "framestream.commands.bridge",
     "snapshots": "framestream.commands.snapshots",
+    "model": "framestream.commands.model",
     "chaos": "framestream.commands.chaos",
     "train": "framestream.commands.train",
 }
