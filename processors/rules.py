@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict
 from processors.scene import TrackScene
 from processors.zones import PolygonZone
 from schemas.alerts import Alert
-from schemas.detections import Detection, FrameDetections
-from schemas.rules import CountRule, CrossingRule, DwellRule, Rule, RuleSet
+from schemas.detections import BoundingBox, Detection, FrameClassification, FrameDetections
+from schemas.rules import ClassRule, CountRule, CrossingRule, DwellRule, Rule, RuleSet
 from schemas.tracks import FrameTracks, TrackedObject
 
 CooldownState = dict[str, float]
@@ -36,6 +36,7 @@ class RuleEvaluator:
 
     def __init__(self, rule_set: RuleSet) -> None:
         self.rules = rule_set.rules
+        self.class_rules = rule_set.class_rules
         self._zones = {
             rule.id: PolygonZone(rule.zone.points, normalized=rule.zone.normalized, anchor=rule.zone.anchor)
             for rule in self.rules
@@ -58,6 +59,14 @@ class RuleEvaluator:
             if len(matches) >= rule.min_objects:
                 alerts.append(_make_alert(rule, frame, matches, raised_at))
                 new_state[rule.id] = event_time
+        for class_rule in self.class_rules:
+            if not class_rule.applies_to(frame.camera_id) or not _cooled_down(
+                class_rule, state.get(class_rule.id), event_time
+            ):
+                continue
+            if frame.classification is not None and class_matches(class_rule, frame.classification):
+                alerts.append(_class_alert(class_rule, frame, frame.classification, raised_at))
+                new_state[class_rule.id] = event_time
         return Evaluation(alerts, new_state)
 
     def matching_detections(self, rule: Rule, frame: FrameDetections) -> list[Detection]:
@@ -76,7 +85,7 @@ class RuleEvaluator:
 _HALF_MICROSECOND = 5e-7
 
 
-def _cooled_down(rule: Rule, last_fired: float | None, event_time: float) -> bool:
+def _cooled_down(rule: Rule | ClassRule, last_fired: float | None, event_time: float) -> bool:
     # Only frames at or after the end of the window may fire. Frames older than the last
     # alert never do, so a replay from any earlier offset cannot raise an alert twice.
     return last_fired is None or event_time - last_fired >= rule.cooldown_s - _HALF_MICROSECOND
@@ -101,6 +110,32 @@ def _make_alert(rule: Rule, frame: FrameDetections, matches: list[Detection], ra
         object_count=len(matches),
         message=(
             f"{rule.description}: {len(matches)} matching object(s){where}, best {best.class_name} {best.score:.2f}"
+        ),
+    )
+
+
+def class_matches(rule: ClassRule, verdict: FrameClassification) -> bool:
+    """The verdict is the rule's label, from the rule's model if it names one, at or above its score."""
+    model_ok = rule.model is None or rule.model == verdict.model_name
+    return model_ok and verdict.label == rule.label and verdict.score >= rule.min_score
+
+
+def _class_alert(rule: ClassRule, frame: FrameDetections, verdict: FrameClassification, raised_at: datetime) -> Alert:
+    return Alert(
+        alert_id=f"{rule.id}:{frame.camera_id}:{frame.frame_seq}",
+        rule_id=rule.id,
+        severity=rule.severity,
+        camera_id=frame.camera_id,
+        frame_seq=frame.frame_seq,
+        event_id=frame.event_id,
+        captured_at=frame.captured_at,
+        raised_at=raised_at,
+        class_name=verdict.label,
+        score=verdict.score,
+        box=BoundingBox(x1=0.0, y1=0.0, x2=float(frame.width), y2=float(frame.height)),  # the whole frame
+        message=(
+            f"{rule.description}: frame classified {verdict.label} {verdict.score:.2f} "
+            f"by {verdict.model_name} v{verdict.model_version}"
         ),
     )
 

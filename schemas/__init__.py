@@ -4,7 +4,7 @@ from schemas.alerts import Alert
 from schemas.base import SCHEMA_VERSION, Message
 from schemas.camera_health import CameraHealth, CameraState, HealthTrigger
 from schemas.deadletter import DeadLetter
-from schemas.detections import BoundingBox, Detection, FrameDetections, StageTimings
+from schemas.detections import BoundingBox, Detection, FrameClassification, FrameDetections, StageTimings
 from schemas.frames import FrameMeta, ImageStats
 from schemas.hard_examples import HardExample, HardExampleReason
 from schemas.model_alerts import ModelAlert
@@ -20,6 +20,7 @@ __all__ = [
     "CameraState",
     "DeadLetter",
     "Detection",
+    "FrameClassification",
     "FrameDetections",
     "FrameMeta",
     "FrameTracks",

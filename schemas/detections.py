@@ -46,6 +46,16 @@ class StageTimings(Message):
     triton_ms: float | None = Field(None, ge=0, description="round trip of the Triton request")
 
 
+class FrameClassification(Message):
+    """The image classifier's verdict on the whole frame (cameras with a classifier only)."""
+
+    label: str = Field(min_length=1, description="the most probable class, e.g. 'defect'")
+    class_id: int = Field(ge=0, description="its index in the classifier's labels")
+    score: float = Field(ge=0.0, le=1.0, description="its probability")
+    model_name: str = Field(description="the served classifier, e.g. 'defects'")
+    model_version: str = Field(description="the version that answered, from Triton's response")
+
+
 class FrameDetections(Message):
     schema_version: Literal[1] = SCHEMA_VERSION
     event_id: str = Field(description="deterministic frame id: '<camera_id>:<frame_seq>'")
@@ -62,3 +72,6 @@ class FrameDetections(Message):
     timings: StageTimings = StageTimings()
     frame_partition: int | None = Field(None, ge=0, description="where the frame lies on vision.frames.v1")
     frame_offset: int | None = Field(None, ge=0, description="the frame record's offset in that partition")
+    classification: FrameClassification | None = Field(
+        None, description="the camera's classifier's verdict; absent for cameras without one (added in v1, optional)"
+    )

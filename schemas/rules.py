@@ -158,6 +158,38 @@ class Rule(BaseModel):
         return self.cameras is None or camera_id in self.cameras
 
 
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$"
+
+
+class ClassRule(BaseModel):
+    """An alert on the camera classifier's verdict: the frame classified as ``label`` with at
+    least ``min_score``. Per camera, with a cooldown like a frame rule; alert id
+    ``<rule_id>:<camera_id>:<frame_seq>``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=SLUG_PATTERN, title="Rule id", description="Unique among all rules; part of alert ids.")
+    description: str = Field(min_length=1, max_length=500, title="Description", description="Starts the message.")
+    severity: Severity = Field(Severity.WARNING, title="Severity")
+    label: str = Field(pattern=LABEL_PATTERN, title="Label", description="Classifier label that matches, e.g. defect.")
+    min_score: float = Field(0.5, ge=0.0, le=1.0, title="Minimum score", description="Probability of the label.")
+    model: str | None = Field(
+        None, pattern=SLUG_PATTERN, title="Model", description="Only this classifier's verdicts (e.g. defects)."
+    )
+    cooldown_s: float = Field(
+        0.0, ge=0.0, le=7 * 86400, title="Cooldown (s)", description="Per camera: quiet time after an alert."
+    )
+    cameras: tuple[CameraId, ...] | None = Field(None, min_length=1, title="Cameras", description="Omit for all.")
+
+    @field_validator("cameras")
+    @classmethod
+    def _camera_ids(cls, cameras: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return Rule._camera_ids.__func__(cls, cameras)
+
+    def applies_to(self, camera_id: str) -> bool:
+        return self.cameras is None or camera_id in self.cameras
+
+
 class LineConfig(BaseModel):
     """A counting line: a track whose anchor crosses the segment start -> end is counted once per crossing."""
 
@@ -297,6 +329,9 @@ class RuleSet(BaseModel):
     track_rules: tuple[TrackRule, ...] = Field(
         (), title="Track rules", description="Rules on tracks (kind: dwell | crossing | count), run by the track stage."
     )
+    class_rules: tuple[ClassRule, ...] = Field(
+        (), title="Class rules", description="Rules on the classifier's verdict of a frame, run by the alert stage."
+    )
 
     @field_validator("rules", mode="wrap")
     @classmethod
@@ -324,6 +359,24 @@ class RuleSet(BaseModel):
         if problems:
             raise ValidationError.from_exception_data(cls.__name__, problems)
         return items
+
+    @field_validator("class_rules", mode="wrap")
+    @classmethod
+    def _class_rule_ids(cls, value: object, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> tuple:
+        rules = handler(value)
+        taken = {rule.id: "rules" for rule in info.data.get("rules", ())}
+        taken |= {rule.id: "track_rules" for rule in info.data.get("track_rules", ())}
+        problems = []
+        for index, rule in enumerate(rules):
+            if rule.id in taken:
+                error = PydanticCustomError(
+                    "duplicate_id", "duplicate rule id, already used in {where}", {"where": taken[rule.id]}
+                )
+                problems.append(InitErrorDetails(type=error, loc=(index, "id"), input=rule.id))
+            taken.setdefault(rule.id, f"class_rules[{index}]")
+        if problems:
+            raise ValidationError.from_exception_data(cls.__name__, problems)
+        return rules
 
     @field_validator("track_rules", mode="wrap")
     @classmethod

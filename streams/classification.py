@@ -1,0 +1,116 @@
+"""Async gRPC client of a served image classifier (``defects``): encoded bytes in, classes out.
+
+Errors are the detector client's two kinds (streams/inference.py): ``InferenceRejected`` for
+a bad image, ``InferenceUnavailable`` for anything that may heal (an untrained model answers
+UNAVAILABLE too). Every result names the model version that answered, read from Triton's
+response, so an event says which classifier produced it.
+
+Usage::
+
+    async with ClassifierClient("127.0.0.1:8001", "defects") as client:
+        served = await client.classify([jpeg_bytes])  # [ServedClassification]
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from processors.classifier import MAX_BATCH, Classification
+from streams.inference import InferenceRejected, InferenceUnavailable, channel_options, classify
+
+OUTPUT_NAMES = ("CLASS_ID", "LABEL", "SCORE", "PROBABILITIES")
+
+
+@dataclass(frozen=True)
+class ServedClassification:
+    classification: Classification
+    model_name: str
+    model_version: str
+
+
+class ClassifierClient:
+    """One gRPC channel to Triton for one classifier model; at most ``max_in_flight`` requests."""
+
+    def __init__(self, url: str, model_name: str = "defects", max_in_flight: int = 4, timeout_s: float = 30.0) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self.url = url
+        self.model_name = model_name
+        self.timeout_s = timeout_s
+        self._semaphore = asyncio.Semaphore(max_in_flight)
+        self._client: grpcclient.InferenceServerClient | None = None
+
+    def _grpc(self) -> grpcclient.InferenceServerClient:
+        if self._client is None:  # inside the running loop that grpc.aio binds it to
+            self._client = grpcclient.InferenceServerClient(self.url, channel_args=channel_options())
+        return self._client
+
+    async def classify(self, images: Sequence[bytes]) -> list[ServedClassification]:
+        """The images as rows of requests of at most MAX_BATCH rows; one bad image rejects its request."""
+        chunks = [images[start : start + MAX_BATCH] for start in range(0, len(images), MAX_BATCH)]
+        results = await asyncio.gather(*(self._request(chunk) for chunk in chunks))
+        return [served for chunk in results for served in chunk]
+
+    async def classify_each(self, images: Sequence[bytes]) -> list[ServedClassification | InferenceRejected]:
+        """One request per image, so a bad image costs only its own result."""
+
+        async def one(image: bytes) -> ServedClassification | InferenceRejected:
+            try:
+                return (await self._request([image]))[0]
+            except InferenceRejected as rejected:
+                return rejected
+
+        return list(await asyncio.gather(*(one(image) for image in images)))
+
+    async def _request(self, images: Sequence[bytes]) -> list[ServedClassification]:
+        rows = grpcclient.InferInput("IMAGE", [len(images), 1], "BYTES")
+        rows.set_data_from_numpy(np.array([[bytes(image)] for image in images], dtype=np.object_))
+        outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUT_NAMES]
+        async with self._semaphore:
+            try:
+                result = await self._grpc().infer(
+                    self.model_name, [rows], outputs=outputs, client_timeout=self.timeout_s
+                )
+            except InferenceServerException as error:
+                raise classify(error) from error
+            except (TimeoutError, OSError) as error:
+                raise InferenceUnavailable(f"{type(error).__name__}: {error}") from error
+        class_ids, labels, scores, probabilities = (result.as_numpy(name) for name in OUTPUT_NAMES)
+        version = result.get_response().model_version
+        return [
+            ServedClassification(
+                Classification(
+                    class_id=int(class_ids[i, 0]),
+                    label=_text(labels[i, 0]),
+                    score=float(scores[i, 0]),
+                    probabilities=tuple(float(p) for p in probabilities[i]),
+                ),
+                self.model_name,
+                version,
+            )
+            for i in range(len(images))
+        ]
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def __aenter__(self) -> ClassifierClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
