@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from streams.kafka_config import mask_secrets
+
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
@@ -22,7 +24,8 @@ class JsonFormatter(logging.Formatter):
         payload.update({key: value for key, value in vars(record).items() if key not in _RESERVED})
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        # Any Kafka password this process uses is masked, whoever logged it (streams/kafka_config.py).
+        return mask_secrets(json.dumps(payload, default=str))
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -66,6 +66,18 @@ SASL_MECHANISM = "SCRAM-SHA-512"
 REDACTED = "**********"
 
 
+# Every SASL password this process has used, so framestream/logs.py can mask it in any log
+# line, whoever wrote it (a library quoting a config, an exception's text).
+_USED_SECRETS: set[str] = set()
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every password this process has used replaced by ``**********``."""
+    for secret in _USED_SECRETS:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
 class KafkaSecurityError(ValueError):
     """Security settings that cannot work together; the message says which and how to fix them."""
 
@@ -124,7 +136,9 @@ _TANSU_HEARTBEAT_INTERVAL_MS = 2000  # a third of the session timeout, the usual
 def sasl_password(kafka: KafkaSettings) -> str:
     """The SCRAM password: the setting, else the secret file's first line; an error never shows it."""
     if kafka.sasl_password is not None:
-        return kafka.sasl_password.get_secret_value()
+        password = kafka.sasl_password.get_secret_value()
+        _USED_SECRETS.add(password)
+        return password
     if kafka.sasl_password_file is None:
         raise KafkaSecurityError("no SASL password: set FRAMESTREAM_KAFKA_SASL_PASSWORD_FILE")
     try:
@@ -136,6 +150,7 @@ def sasl_password(kafka: KafkaSettings) -> str:
     password = text.strip("\r\n")
     if not password:
         raise KafkaSecurityError(f"the SASL password file {kafka.sasl_password_file} is empty")
+    _USED_SECRETS.add(password)
     return password
 
 

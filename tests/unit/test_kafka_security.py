@@ -288,3 +288,15 @@ def test_clickhouse_passwords_may_come_from_secret_files(tmp_path: Path) -> None
     with pytest.raises(ValidationError) as raised:
         ClickHouseSettings(password_file=tmp_path / "absent")
     assert "cannot read the secret file" in str(raised.value)
+
+
+def test_log_lines_mask_every_password_the_process_used(material: SecurityMaterial) -> None:
+    import logging
+
+    from framestream.logs import JsonFormatter
+
+    producer_config(secure(material), "p")  # the process now uses PASSWORD
+    record = logging.makeLogRecord({"msg": f"config {{'sasl.password': '{PASSWORD}'}}", "args": None})
+    record.__dict__["extra_field"] = PASSWORD
+    line = JsonFormatter().format(record)
+    assert PASSWORD not in line and line.count(REDACTED) == 2
