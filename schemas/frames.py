@@ -31,6 +31,12 @@ class FrameMeta(Message):
     height: int = Field(ge=1, le=100_000)
     content_type: Literal["image/jpeg", "image/png"] = "image/jpeg"
     stats: ImageStats | None = None
+    detector: bool = Field(True, description="run the object detector on this frame (added in v1, optional)")
+    classifier: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+        description="the served image classifier to run on this frame, e.g. 'defects' (added in v1, optional)",
+    )
 
     @property
     def frame_id(self) -> str:
@@ -47,6 +53,10 @@ class FrameMeta(Message):
             "height": str(self.height),
             "content-type": self.content_type,
         }
+        if not self.detector:
+            fields["detector"] = "0"
+        if self.classifier is not None:
+            fields["classifier"] = self.classifier
         if self.stats is not None:
             fields["brightness"] = repr(self.stats.brightness)
             fields["sharpness"] = repr(self.stats.sharpness)
@@ -77,4 +87,6 @@ class FrameMeta(Message):
             height=raw.get("height"),
             content_type=raw.get("content-type", "image/jpeg"),
             stats=stats,
+            detector=raw.get("detector", "1") != "0",
+            classifier=raw.get("classifier"),
         )

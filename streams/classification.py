@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 
 import numpy as np
@@ -23,7 +24,10 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from processors.classifier import MAX_BATCH, Classification
-from streams.inference import InferenceRejected, InferenceUnavailable, channel_options, classify
+from schemas import FrameClassification
+from streams.deadletter import Rejection
+from streams.inference import InferenceRejected, InferenceUnavailable, channel_options, classify, retry_transient
+from streams.retry import RetryPolicy
 
 OUTPUT_NAMES = ("CLASS_ID", "LABEL", "SCORE", "PROBABILITIES")
 
@@ -114,3 +118,57 @@ class ClassifierClient:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class ClassifyStep:
+    """The detect stage's classifier calls: each frame to its camera's classifier model, a batch's
+    frames of one model in few requests, retried while Triton is unavailable (never skipped); an
+    image Triton refuses becomes that frame's Rejection (found by asking again image by image)."""
+
+    def __init__(self, url: str, retry: RetryPolicy, max_in_flight: int = 4, timeout_s: float = 30.0) -> None:
+        self.url = url
+        self.retry = retry
+        self.max_in_flight = max_in_flight
+        self.timeout_s = timeout_s
+        self.clients: dict[str, ClassifierClient] = {}
+
+    def client(self, model_name: str) -> ClassifierClient:
+        if model_name not in self.clients:
+            self.clients[model_name] = ClassifierClient(self.url, model_name, self.max_in_flight, self.timeout_s)
+        return self.clients[model_name]
+
+    async def classify(self, frames: Sequence[tuple[int, str, bytes]]) -> dict[int, FrameClassification | Rejection]:
+        """(index, model name, image) in; each index's verdict or rejection out."""
+        by_model: dict[str, list[tuple[int, bytes]]] = {}
+        for index, model_name, image in frames:
+            by_model.setdefault(model_name, []).append((index, image))
+        outcomes: dict[int, FrameClassification | Rejection] = {}
+        for model_name, items in by_model.items():
+            client = self.client(model_name)
+            attempt = partial(self._classify_model, client, [image for _, image in items])
+            results = await retry_transient(attempt, what=f"Triton classifier {model_name}", retry=self.retry)
+            outcomes.update(zip([index for index, _ in items], results, strict=True))
+        return outcomes
+
+    @staticmethod
+    async def _classify_model(client: ClassifierClient, images: list[bytes]) -> list[FrameClassification | Rejection]:
+        try:
+            served: Sequence[ServedClassification | InferenceRejected] = await client.classify(images)
+        except InferenceRejected:
+            served = await client.classify_each(images)
+        return [
+            Rejection(str(result), type(result).__name__)
+            if isinstance(result, InferenceRejected)
+            else FrameClassification(
+                label=result.classification.label,
+                class_id=result.classification.class_id,
+                score=min(1.0, max(0.0, result.classification.score)),
+                model_name=result.model_name,
+                model_version=result.model_version,
+            )
+            for result in served
+        ]
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.close()

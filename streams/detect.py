@@ -34,6 +34,7 @@ from processors.detector import MAX_BATCH, ObjectDetections
 from schemas import BoundingBox, Detection, FrameDetections, FrameMeta, StageTimings
 from schemas.base import utc_now
 from schemas.coco import COCO_CLASSES
+from streams.classification import ClassifyStep
 from streams.context import WorkerContext, raw_topic
 from streams.deadletter import TRANSIENT_ERRORS, DeadLetterRule, Rejection
 from streams.delivery import OrderedPipeline, Outgoing, hold, produce_in_order, release
@@ -124,6 +125,7 @@ class DetectStage:
         # Our own bound (same as the client's) so the in-flight gauge and triton_ms see only requests on the wire.
         self.slots = asyncio.Semaphore(triton.max_in_flight)
         self.model_version = ""
+        self.classify_step: ClassifyStep | None = None  # frames of cameras with a classifier
 
     async def start(self) -> None:
         triton = self.context.settings.triton
@@ -138,6 +140,7 @@ class DetectStage:
         ready = partial(self.client.wait_ready, self.context.worker.triton_ready_timeout_s)
         await retry_transient(ready, what="waiting for Triton", retry=self.retry)
         self.model_version = await retry_transient(self.client.model_version, what="Triton model metadata")
+        self.classify_step = ClassifyStep(triton.url, self.retry, triton.max_in_flight, triton.timeout_s)
         log.info(
             "detector ready",
             extra={"triton_url": self.context.settings.triton.url, "model_version": self.model_version},
@@ -155,11 +158,39 @@ class DetectStage:
                 outcomes[index] = meta
             else:
                 frames.append(Frame(index, event.message.value, meta, arrival_of(event, batched_at)))
+        for frame in frames:
+            if not frame.meta.detector:  # a classifier-only camera: no detector call, no detections
+                empty = partial(self._outcome, frame.meta, frame.arrival, ObjectDetections.empty(), 0.0)
+                outcomes[frame.index] = self.dead_letters.guard(empty)
+        detected = [frame for frame in frames if frame.meta.detector]
         rows = min(MAX_BATCH, self.context.worker.detect_rows_per_request)
-        chunks = [frames[start : start + rows] for start in range(0, len(frames), rows)]
+        chunks = [detected[start : start + rows] for start in range(0, len(detected), rows)]
         for results in await asyncio.gather(*(self._detect_chunk(chunk) for chunk in chunks)):
             outcomes.update(results)
+        await self._classify(frames, outcomes)
         return [outcomes[index] for index in range(len(events))]
+
+    async def _classify(self, frames: list[Frame], outcomes: dict[int, FrameDetections | Rejection]) -> None:
+        """Each frame of a camera with a classifier gets its verdict (or, if Triton refuses the
+        image, goes to the dead-letter topic); a classifier-only frame names the classifier as its model."""
+        wanted = {
+            frame.index: frame
+            for frame in frames
+            if frame.meta.classifier is not None and isinstance(outcomes[frame.index], FrameDetections)
+        }
+        if not wanted:
+            return
+        assert self.classify_step is not None, "start() first"
+        verdicts = await self.classify_step.classify([(i, f.meta.classifier or "", f.image) for i, f in wanted.items()])
+        for index, verdict in verdicts.items():
+            outcome = outcomes[index]
+            if isinstance(verdict, Rejection) or isinstance(outcome, Rejection):
+                outcomes[index] = verdict if isinstance(verdict, Rejection) else outcome
+                continue
+            update: dict[str, object] = {"classification": verdict}
+            if not wanted[index].meta.detector:
+                update |= {"model_name": verdict.model_name, "model_version": verdict.model_version}
+            outcomes[index] = outcome.model_copy(update=update)
 
     async def _detect_chunk(self, chunk: list[Frame]) -> dict[int, FrameDetections | Rejection]:
         """One Triton request for the chunk's images; each frame's outcome by its index in the batch."""

@@ -91,6 +91,18 @@ class Camera(_Strict):
     jpeg_quality: int = Field(85, ge=1, le=100, description="JPEG quality of the frames sent")
     max_frames: int | None = Field(None, ge=1, description="stop this camera after this many frames")
     resize_width: int | None = Field(None, ge=16, le=7680, description="downscale wider frames to this width")
+    detector: bool = Field(True, description="run the object detector on this camera's frames")
+    classifier: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+        description="a served image classifier (Triton model name, e.g. defects) to run on every frame",
+    )
+
+    @model_validator(mode="after")
+    def _some_model(self) -> Camera:
+        if not self.detector and self.classifier is None:
+            raise ValueError("a camera needs a model: keep detector true or name a classifier")
+        return self
 
 
 class CamerasFile(_Strict):

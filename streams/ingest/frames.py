@@ -49,6 +49,8 @@ def encode_frame(camera: Camera, captured: CapturedFrame, frame_seq: int) -> Enc
         width=int(image.shape[1]),
         height=int(image.shape[0]),
         stats=ImageStats(brightness=stats.brightness, sharpness=stats.sharpness, contrast=stats.contrast),
+        detector=camera.detector,
+        classifier=camera.classifier,
     )
     return EncodedFrame(jpeg=np.asarray(buffer).tobytes(), meta=meta)
 
