@@ -57,6 +57,8 @@ def load_yaml_model(path: Path, model: type[ModelT]) -> ModelT:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigFileError(path, [("", f"cannot read file: {error.strerror or error}")]) from error
+    except UnicodeDecodeError as error:  # found by tests/fuzz/test_fuzz_config_files.py
+        raise ConfigFileError(path, [("", f"not UTF-8 text: {error.reason} at byte {error.start}")]) from error
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -32,10 +33,17 @@ ResultT = TypeVar("ResultT")
 # The stages' retry of transient faults (Kafka delivery, Triton): 0.2 s, 0.4 s, ... +-20 %;
 # each stage caps it at its worker's ``retry_max_backoff_s`` (``WorkerContext.retry``).
 STAGE_RETRY = RetryPolicy(initial_s=0.2, max_s=10.0, multiplier=2.0, jitter=0.2)
+# A DELIBERATELY BROKEN BUILD, for the reliability harness's own test only
+# (tests/integration/test_chaos.py): with FRAMESTREAM_FAULT_COMMIT_BEFORE_DELIVERY=1, ``hold``
+# holds nothing, so faust commits offsets before the outputs are delivered and a crash loses
+# records. The one place the variable is read; never set it in a deployment.
+COMMIT_BEFORE_DELIVERY = os.environ.get("FRAMESTREAM_FAULT_COMMIT_BEFORE_DELIVERY") == "1"
 
 
 def hold(events: Sequence[EventT]) -> None:
     """Keep faust from acking these events on our behalf. Call before any ``await``."""
+    if COMMIT_BEFORE_DELIVERY:
+        return
     for event in events:
         event.message.incref()
 
