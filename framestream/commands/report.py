@@ -49,6 +49,7 @@ HEADLINES = (
     ("framestream-operations", "Dead letters"),
     ("framestream-scene", "Tracks"),
     ("framestream-scene", "Line crossings"),
+    ("framestream-classifier", "Defect rate"),
 )
 PLOTS = (
     ("framestream-operations", "Frames per second by camera"),
@@ -67,6 +68,7 @@ PLOTS = (
     ("framestream-scene", "Line crossings per hour"),
     ("framestream-scene", "Zone occupancy over time"),
     ("framestream-scene", "Dwell time per track"),
+    ("framestream-classifier", "Defect rate per camera"),
 )
 # Analyst queries, in the dashboards' macro dialect so the same expander fills the time range.
 ANALYST_QUERIES = {
@@ -108,6 +110,11 @@ ANALYST_QUERIES = {
                round(avg(speed_px_s), 1) AS mean_px_s, count() AS frames
         FROM track_points WHERE $__timeFilter(captured_at) AND speed_px_s IS NOT NULL
         GROUP BY track_id, camera_id ORDER BY max_px_s DESC LIMIT 10""",
+    "Defect rate per camera and classifier version": """
+        SELECT camera_id, model_name, model_version, count() AS frames, countIf(label = 'defect') AS defects,
+               round(100 * defects / frames, 1) AS defect_pct, max(captured_at) AS last_frame
+        FROM classifications WHERE $__timeFilter(captured_at)
+        GROUP BY camera_id, model_name, model_version ORDER BY defect_pct DESC LIMIT 20""",
     "Slowest frames": """
         SELECT event_id, captured_at, store_latency_ms, detect_latency_ms, queue_ms, batch_wait_ms, triton_ms
         FROM frames WHERE $__timeFilter(captured_at)

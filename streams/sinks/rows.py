@@ -45,6 +45,18 @@ INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
 
 
+class ClassificationRow(NamedTuple):
+    event_id: str
+    camera_id: str
+    frame_seq: int
+    captured_at: datetime
+    label: str
+    class_id: int
+    score: float
+    model_name: str
+    model_version: str
+
+
 class FrameRow(NamedTuple):
     event_id: str
     camera_id: str
@@ -258,6 +270,15 @@ CAMERA_HEALTH = Table(
     (("report_seq", UINT32), ("frames", UINT32), ("decode_errors", UINT32), ("reconnects", UINT32))
     + tuple((column, UINT64) for column in ("frames_total", "decode_errors_total", "reconnects_total")),
 )
+# Classifier verdicts of frames (migration 0008).
+CLASSIFICATIONS = Table(
+    "classifications",
+    ClassificationRow,
+    "event_id",
+    "captured_at",
+    ("camera_id",),
+    (("frame_seq", UINT64), ("class_id", UINT16)),
+)
 TABLES: tuple[Table, ...] = (
     FRAMES,
     DETECTIONS,
@@ -271,6 +292,7 @@ TABLES: tuple[Table, ...] = (
     MODEL_ALERTS,
     ALERT_REVIEWS,
     CAMERA_HEALTH,
+    CLASSIFICATIONS,
 )
 
 
@@ -346,6 +368,25 @@ def frame_row(message: FrameDetections) -> FrameRow:
         queue_ms=timings.queue_ms,
         batch_wait_ms=timings.batch_wait_ms,
         triton_ms=timings.triton_ms,
+    )
+
+
+def classification_rows(message: FrameDetections) -> tuple[ClassificationRow, ...]:
+    verdict = message.classification
+    if verdict is None:
+        return ()
+    return (
+        ClassificationRow(
+            event_id=message.event_id,
+            camera_id=message.camera_id,
+            frame_seq=message.frame_seq,
+            captured_at=message.captured_at,
+            label=verdict.label,
+            class_id=verdict.class_id,
+            score=verdict.score,
+            model_name=verdict.model_name,
+            model_version=verdict.model_version,
+        ),
     )
 
 
@@ -440,6 +481,8 @@ def rows_for(message: Persistable) -> MessageRows:
     """All rows of one message, checked against the column types; raises ``RowConversionError``."""
     if isinstance(message, FrameDetections):
         parts = (TableRows(FRAMES, (frame_row(message),)), TableRows(DETECTIONS, detection_rows(message)))
+        if message.classification is not None:
+            parts += (TableRows(CLASSIFICATIONS, classification_rows(message)),)
     elif isinstance(message, Alert):
         parts = (TableRows(ALERTS, (alert_row(message),)),)
     elif isinstance(message, DeadLetter):

@@ -13,7 +13,15 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from framestream.grafana_sql import Dashboard, Panel, TimeRange, all_values, column_kind, expand, load_dashboards
-from schemas import Alert, AlertReview, FrameDetections, HardExample, ImageStats, StageTimings
+from schemas import (
+    Alert,
+    AlertReview,
+    FrameClassification,
+    FrameDetections,
+    HardExample,
+    ImageStats,
+    StageTimings,
+)
 from schemas.alerts import Severity
 from schemas.camera_health import CameraState, HealthTrigger
 from streams.sinks.clickhouse import ClickHouseSink
@@ -70,6 +78,7 @@ def seed_messages() -> list:
                     timings=StageTimings(
                         ingest_ms=3.0, queue_ms=5.0 + seq % 7, batch_wait_ms=2.0, triton_ms=20.0 + seq % 11
                     ),
+                    classification=verdict(camera_index, seq),
                 )
             )
             if count and seq % 3 == 0:
@@ -100,6 +109,18 @@ def seed_messages() -> list:
     messages.extend(track_messages())  # the scene dashboard's
     messages.extend(hard_example_messages([m for m in messages if isinstance(m, FrameDetections)]))
     return messages
+
+
+def verdict(camera_index: int, seq: int) -> FrameClassification:
+    """A classifier verdict on every seeded frame: every fifth (per camera, shifted) a defect."""
+    defect = (seq + camera_index) % 5 == 0
+    return FrameClassification(
+        label="defect" if defect else "ok",
+        class_id=int(defect),
+        score=0.6 + (seq % 4) / 10,
+        model_name="defects",
+        model_version="1",
+    )
 
 
 HARD_REASONS = ("uncertain", "confused", "rare_class", "drifting_camera", "reviewed_false")
@@ -304,6 +325,10 @@ def test_counts_on_the_dashboards_match_what_was_written(seeded: Seeded) -> None
     assert stat("framestream-operations", "Frames processed") == seeded.frames == len(frames)
     assert stat("framestream-operations", "Frames processed", camera=["cam-2"]) == 40
     assert stat("framestream-operations", "Dead letters") == 6
+    assert stat("framestream-classifier", "Classified frames") == len(frames)
+    defects = sum(1 for f in frames if f.classification is not None and f.classification.label == "defect")
+    assert stat("framestream-classifier", "Defects") == defects
+    assert stat("framestream-classifier", "Defect rate") == pytest.approx(100 * defects / len(frames))
     assert stat("framestream-detections", "Detections") == detections
     assert stat("framestream-alerts", "Alerts") == sum(1 for m in messages if isinstance(m, Alert))
     assert stat("framestream-model-health", "Frames with no detections") == pytest.approx(100 * empty / len(frames))

@@ -112,6 +112,7 @@ def test_dashboards_load_with_one_sql_target_per_panel_on_the_pinned_datasource(
         "framestream-alerts",
         "framestream-model-health",
         "framestream-scene",
+        "framestream-classifier",
     }
     for dashboard in dashboards.values():
         document = json.loads(Path(dashboard.path).read_text())
