@@ -148,3 +148,11 @@ def test_merged_model_classifies_images_and_carries_metadata(tmp_path: Path) -> 
 def test_beats_baseline_needs_both_metrics_ahead(accuracy: float, f1: float, expected: bool) -> None:
     report = {"accuracy": accuracy, "f1": f1, "baseline_accuracy": 0.69, "baseline_f1": 0.41}
     assert beats_baseline(report, margin=0.05) is expected
+
+
+def test_train_command_refuses_a_missing_data_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from framestream.cli import main
+
+    assert main(["train", "classifier", "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert "no data set" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
