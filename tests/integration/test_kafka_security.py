@@ -476,3 +476,30 @@ def test_setup_is_idempotent_and_reads_passwords_from_the_env_files(stack: Secur
     assert not [pw for pw in stack.passwords().values() if pw in text]
     # The roles still log in with the passwords they had.
     assert AdminClient(admin_config(stack.kafka("consumer"))).list_topics(timeout=10).topics
+
+
+def test_a_secured_three_node_cluster_replicates_over_mutual_tls(tmp_path: Path) -> None:
+    """Replication and the controller quorum run as principal ``broker`` over mutual TLS: with
+    three nodes, every partition's replicas are all in sync."""
+    from framestream.services.kafka import LocalKafkaCluster
+    from framestream.services.security import SecurityMaterial
+    from streams.topics import create_topics
+
+    material = SecurityMaterial.ensure(tmp_path / "security", hosts=["localhost", "127.0.0.1"])
+    with LocalKafkaCluster(tmp_path / "kafka", security=material.broker_security()) as cluster:
+        admin = KafkaSettings(
+            bootstrap_servers=cluster.bootstrap_servers,
+            security_protocol="SASL_SSL",
+            sasl_username="admin",
+            sasl_password=material.password("admin"),
+            ssl_ca_file=material.ca_file,
+            replication_factor=3,
+        )
+        create_topics(admin, ["rf3"], partitions=2, retention_ms=3_600_000, replication_factor=3)
+        producer = Producer(producer_config(admin, "rf3"))
+        for index in range(10):
+            producer.produce("rf3", key=b"k", value=b"%d" % index)
+        assert producer.flush(30) == 0
+        described = AdminClient(admin_config(admin)).list_topics("rf3", timeout=10).topics["rf3"]
+        for partition in described.partitions.values():
+            assert sorted(partition.isrs) == sorted(partition.replicas) == [1, 2, 3]
