@@ -11,6 +11,7 @@ Errors are the detector client's two kinds (``streams.inference``): ``InferenceR
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 import cv2
@@ -22,7 +23,7 @@ from tritonclient.utils import InferenceServerException
 
 from processors.decode import decode_for_size
 from processors.faces import DEFAULT_SCORE_THRESHOLD, FaceDetections, blur_faces, unpad_faces
-from streams.inference import InferenceUnavailable, channel_options, classify, retry_transient
+from streams.inference import InferenceUnavailable, classify, open_grpc_client, retry_transient
 from streams.retry import RetryPolicy
 
 FACE_MODEL = "face_detector"
@@ -32,15 +33,18 @@ OUTPUT_NAMES = ("NUM_FACES", "BOXES", "SCORES")
 class FaceDetectorClient:
     """One gRPC channel to Triton, created on first use inside the running event loop."""
 
-    def __init__(self, url: str, model_name: str = FACE_MODEL, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, url: str, model_name: str = FACE_MODEL, timeout_s: float = 30.0, tls_ca_file: Path | None = None
+    ) -> None:
         self.url = url
         self.model_name = model_name
         self.timeout_s = timeout_s
+        self.tls_ca_file = tls_ca_file
         self._client: grpcclient.InferenceServerClient | None = None
 
     def _grpc(self) -> grpcclient.InferenceServerClient:
         if self._client is None:
-            self._client = grpcclient.InferenceServerClient(self.url, channel_args=channel_options())
+            self._client = open_grpc_client(self.url, self.tls_ca_file)
         return self._client
 
     async def detect(self, image: bytes, score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> FaceDetections:

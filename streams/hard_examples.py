@@ -128,7 +128,8 @@ def hard_example_blurrer(context: WorkerContext, privacy: PrivacySettings) -> Fa
             "hard examples are to be blurred (FRAMESTREAM_PRIVACY_BLUR_EVERYTHING or _BLUR_CAMERAS) with "
             "Triton's face_detector, but FRAMESTREAM_TRITON_URL is empty: set it"
         )
-    faces = FaceDetectorClient(triton_url, timeout_s=context.settings.triton.timeout_s)
+    triton = context.settings.triton
+    faces = FaceDetectorClient(triton_url, timeout_s=triton.timeout_s, tls_ca_file=triton.tls_ca_file)
     return FaceBlurrer(faces, privacy, retry=context.retry)
 
 

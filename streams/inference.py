@@ -98,6 +98,18 @@ def channel_options() -> list[tuple[str, int]]:
     ]
 
 
+def open_grpc_client(url: str, tls_ca_file: Path | None = None) -> grpcclient.InferenceServerClient:
+    """The one way a stage opens its gRPC client to Triton: the channel options below, and with
+    ``tls_ca_file`` TLS whose server certificate must chain to that CA and name the host in ``url``.
+    Call it inside the running event loop, which grpc.aio binds the channel to."""
+    if tls_ca_file is None:
+        return grpcclient.InferenceServerClient(url, channel_args=channel_options())
+    import grpc  # tritonclient's own dependency
+
+    credentials = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca_file).read_bytes())
+    return grpcclient.InferenceServerClient(url, channel_args=channel_options(), creds=credentials)
+
+
 class DetectorClient:
     """One gRPC channel to Triton; at most ``max_in_flight`` requests outstanding at once."""
 
@@ -114,23 +126,15 @@ class DetectorClient:
         self.url = url
         self.model_name = model_name
         self.timeout_s = timeout_s
-        # TLS: the server's certificate must chain to this CA and name the host in ``url``.
-        self.root_certificates = tls_ca_file.read_bytes() if tls_ca_file is not None else None
+        self.tls_ca_file = tls_ca_file
         self._semaphore = asyncio.Semaphore(max_in_flight)
         self._client: grpcclient.InferenceServerClient | None = None
 
     def _grpc(self) -> grpcclient.InferenceServerClient:
         # Created on first use, inside the running event loop that grpc.aio binds it to.
         if self._client is None:
-            self._client = grpcclient.InferenceServerClient(self.url, channel_args=channel_options(), **self._tls())
+            self._client = open_grpc_client(self.url, self.tls_ca_file)
         return self._client
-
-    def _tls(self) -> dict[str, object]:
-        if self.root_certificates is None:
-            return {}
-        import grpc  # tritonclient's own dependency
-
-        return {"creds": grpc.ssl_channel_credentials(root_certificates=self.root_certificates)}
 
     async def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Wait until the server and the model are ready; InferenceUnavailable after timeout_s."""

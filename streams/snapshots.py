@@ -139,8 +139,9 @@ class SnapshotTaker:
                 "alert snapshots blur faces with Triton's face_detector, but FRAMESTREAM_TRITON_URL is empty: set it, "
                 "or FRAMESTREAM_PRIVACY_BLUR_SNAPSHOTS=false, or FRAMESTREAM_SNAPSHOTS_ENABLED=false"
             )
+        triton = context.settings.triton
         self.faces = faces or FaceDetectorClient(
-            triton_url, self.settings.face_model, context.settings.triton.timeout_s
+            triton_url, self.settings.face_model, triton.timeout_s, tls_ca_file=triton.tls_ca_file
         )
         self.blurrer = FaceBlurrer(
             self.faces, self.privacy, retry=self.retry, score_threshold=self.settings.face_score_threshold

@@ -95,7 +95,7 @@ def _ingest(args: argparse.Namespace, settings: Settings, cameras: list[Camera])
     try:
         if not args.no_create_topics:
             create_topics(
-                kafka.bootstrap_servers,
+                kafka,  # the settings, not the bare address: a secured broker needs the credentials
                 topics,
                 partitions=kafka.partitions,
                 retention_ms=kafka.retention_ms,

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             follower.stop()
         summary = query_summary(stack.settings)
         # Inside the stack: blurring faces (when FRAMESTREAM_PRIVACY_* asks for it) needs Triton.
-        blurrer = annotated_frames_blurrer(stack.settings.triton.url)
+        blurrer = annotated_frames_blurrer(stack.settings.triton)
         annotated = write_annotated_frames(follower, out / "annotated", args.annotated, blurrer)
     print_summary(summary, annotated, wall_s=time.monotonic() - started)
     return 0

@@ -13,6 +13,7 @@ from framestream.demo.progress import TopicFollower
 from framestream.settings import Settings
 from processors.annotate import draw_detections
 from streams.faces import FaceBlurrer, FaceDetectorClient, PrivacySettings
+from streams.inference import DetectorClientSettings
 from streams.retry import RetryPolicy
 from streams.sinks.clickhouse_db import connect
 
@@ -82,12 +83,15 @@ def write_annotated_frames(
     return written
 
 
-def annotated_frames_blurrer(triton_url: str, privacy: PrivacySettings | None = None) -> FaceBlurrer | None:
+def annotated_frames_blurrer(
+    triton: DetectorClientSettings, privacy: PrivacySettings | None = None
+) -> FaceBlurrer | None:
     """A blurrer when some camera's annotated frames are to be blurred; None otherwise."""
     privacy = privacy or PrivacySettings()
     if not (privacy.blur_everything or privacy.blur_cameras):
         return None
-    return FaceBlurrer(FaceDetectorClient(triton_url), privacy, retry=RetryPolicy(initial_s=0.2, max_s=5.0))
+    faces = FaceDetectorClient(triton.url, timeout_s=triton.timeout_s, tls_ca_file=triton.tls_ca_file)
+    return FaceBlurrer(faces, privacy, retry=RetryPolicy(initial_s=0.2, max_s=5.0))
 
 
 def print_summary(summary: Summary, annotated: list[Path], wall_s: float) -> None:
