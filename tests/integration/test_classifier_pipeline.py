@@ -45,13 +45,14 @@ class_rules:
 
 @pytest.fixture(scope="module")
 def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """detector and nanodet as committed, and a defects classifier trained here (cached features)."""
+    """The committed models, and a defects classifier trained here (cached features)."""
     pytest.importorskip("elpv_dataset", reason="elpv-dataset is installed by scripts/setup.sh")
     images = stratified_subset(load_dataset("elpv"), 400, seed=0)
     result = train(images, TrainingOptions(copies=1, folds=3, seed=0), cache_dir=REPO / "var" / "classifier-cache")
     repository = tmp_path_factory.mktemp("models")
-    for name in ("detector", "nanodet"):
-        (repository / name).symlink_to(REPO / "triton_models" / name, target_is_directory=True)
+    for model in (REPO / "triton_models").iterdir():  # detector, nanodet, face_detector (snapshots blur faces)
+        if model.is_dir() and model.name != "defects" and (model / "config.pbtxt").is_file():
+            (repository / model.name).symlink_to(model, target_is_directory=True)
     (repository / "defects" / "1").mkdir(parents=True)
     shutil.copy(REPO / "triton_models" / "defects" / "config.pbtxt", repository / "defects")
     shutil.copy(REPO / "triton_models" / "defects" / "1" / "model.py", repository / "defects" / "1")
