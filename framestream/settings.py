@@ -54,3 +54,5 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     triton: TritonSettings = Field(default_factory=TritonSettings)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
+    eval_dataset: Path | None = Field(None, description="the deployment's labelled set, for promote's accuracy gate")
+    eval_format: str = Field("coco", description="label format of eval_dataset: coco, yolo, voc or cvat")

@@ -17,7 +17,6 @@ Exit 1: bad input; 2: Triton unavailable (the config is restored); 3: refused by
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -121,10 +120,8 @@ def run_promote(args: argparse.Namespace, settings: Settings) -> int:
     registry = _registry(args, settings)
     if args.force and not args.reason.strip():
         return _fail("--force needs --reason TEXT (it is recorded in the registry log)")
-    dataset = args.dataset or (
-        Path(os.environ["FRAMESTREAM_EVAL_DATASET"]) if os.environ.get("FRAMESTREAM_EVAL_DATASET") else None
-    )
-    label_format = args.format or os.environ.get("FRAMESTREAM_EVAL_FORMAT", "coco")
+    dataset = args.dataset or settings.eval_dataset
+    label_format = args.format or settings.eval_format
     try:
         current = registry.served(args.name)
         if args.version not in registry.versions(args.name):
