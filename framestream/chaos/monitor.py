@@ -8,17 +8,22 @@ of the brokers, never of the workers) and the workers' memory, file descriptors 
 
 from __future__ import annotations
 
-import time
+import logging
+import multiprocessing
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from streams.kafka_config import KafkaSettings, admin_config, consumer_config
+from streams.kafka_config import KafkaSettings, admin_config
 from streams.topics import TopicNames
 
+log = logging.getLogger(__name__)
 Offsets = dict[tuple[str, str, int], int]  # (group, topic, partition) -> offset
+ANSWER_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 6.0  # an admin request's own limit, within the answer's
 
 
 def group_topics(topics: TopicNames, groups: dict[str, str]) -> dict[str, list[str]]:
@@ -38,23 +43,20 @@ class LagProbe:
         self.partitions = kafka.partitions
         self.reads = group_topics(topics, groups)
         self.admin = AdminClient({**admin_config(kafka), "log_level": 2})
-        config = consumer_config(kafka, group_id=f"chaos-lag-probe-{time.monotonic_ns()}")
-        self.consumer = Consumer({**config, "log_level": 2})
 
     def end_offsets(self) -> dict[tuple[str, int], int]:
+        """Every partition's end offset, in one request per leader (ListOffsets, latest)."""
         topics = {topic for reads in self.reads.values() for topic in reads}
-        return {
-            (topic, p): self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5, cached=False)[1]
-            for topic in topics
-            for p in range(self.partitions)
-        }
+        wanted = {TopicPartition(topic, p): OffsetSpec.latest() for topic in topics for p in range(self.partitions)}
+        answers = self.admin.list_offsets(wanted, request_timeout=REQUEST_TIMEOUT_S)
+        return {(tp.topic, tp.partition): future.result().offset for tp, future in answers.items()}
 
     def committed(self) -> Offsets:
         committed: Offsets = {}
         for group, reads in self.reads.items():
             request = [TopicPartition(topic, p) for topic in reads for p in range(self.partitions)]
             answer = self.admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group, request)], request_timeout=5
+                [ConsumerGroupTopicPartitions(group, request)], request_timeout=REQUEST_TIMEOUT_S
             )[group].result()
             for tp in answer.topic_partitions:
                 committed[(group, tp.topic, tp.partition)] = tp.offset if tp.error is None else -1
@@ -73,16 +75,74 @@ class LagProbe:
             for p in range(self.partitions)
         }
 
-    def lag(self, targets: Offsets) -> int | None:
-        """Records of ``targets`` not yet committed, summed (None: the brokers did not answer)."""
+    def committed_or_none(self) -> Offsets | None:
         try:
-            committed = self.committed()
+            return self.committed()
         except KafkaException:
             return None
+
+    @staticmethod
+    def lag(targets: Offsets, committed: Offsets) -> int:
+        """Records of ``targets`` not yet committed, summed."""
         return sum(max(0, end - max(0, committed.get(key, -1))) for key, end in targets.items() if end > 0)
 
     def close(self) -> None:
-        self.consumer.close()
+        """Nothing to release: the admin client goes with the object."""
+
+
+def _serve(connection: Connection, kafka: KafkaSettings, groups: dict[str, str], prefix: str) -> None:
+    probe = LagProbe(kafka, groups, TopicNames(prefix))
+    while True:
+        try:
+            request = connection.recv()
+        except EOFError:  # the harness is gone
+            return
+        connection.send(probe.targets() if request == "targets" else probe.committed_or_none())
+
+
+class LagProbeProcess:
+    """``LagProbe`` in a process of its own. librdkafka 2.x's admin client aborted the harness
+    once (``rd_kafka_enq_once_del_source_return: Assertion eonce->refcnt > 0``, a broker down
+    mid-request): here such an abort costs one answer, and the probe is started again."""
+
+    def __init__(self, kafka: KafkaSettings, groups: dict[str, str], topics: TopicNames) -> None:
+        self._args = (kafka, groups, topics.prefix)
+        self._context = multiprocessing.get_context("spawn")
+        self.restarts = 0
+        self._start()
+
+    def _start(self) -> None:
+        self._connection, theirs = self._context.Pipe()
+        self._process = self._context.Process(target=_serve, args=(theirs, *self._args), daemon=True)
+        self._process.start()
+
+    def _ask(self, request: str) -> Offsets | None:
+        try:
+            self._connection.send(request)
+            if self._connection.poll(ANSWER_TIMEOUT_S):
+                return self._connection.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            pass
+        log.warning("the lag probe did not answer (exit code %s); starting it again", self._process.exitcode)
+        self._process.kill()
+        self._process.join(10)
+        self.restarts += 1
+        self._start()
+        return None
+
+    def targets(self) -> Offsets | None:
+        return self._ask("targets")
+
+    def committed_or_none(self) -> Offsets | None:
+        return self._ask("committed")
+
+    lag = staticmethod(LagProbe.lag)
+
+    def close(self) -> None:
+        self._connection.close()
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
 
 
 @dataclass

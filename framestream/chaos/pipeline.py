@@ -74,14 +74,14 @@ rules:
 STAGES = ("detect", "alert", "persist")
 
 
-def chaos_settings(settings: Settings, out: Path) -> Settings:
+def chaos_settings(settings: Settings, out: Path, fps: float = 0.5) -> Settings:
     """Everything embedded and fresh: a three-node cluster, its own tritonserver, chDB under ``out``."""
     kafka = settings.kafka.model_copy(update={"bootstrap_servers": "", "topic_prefix": f"chaos-{os.getpid()}."})
     triton = settings.triton.model_copy(update={"url": ""})
     clickhouse = settings.clickhouse.model_copy(update={"dsn": ""})
     out.mkdir(parents=True, exist_ok=True)
     cameras, rules = out / "cameras.yaml", out / "rules.yaml"
-    cameras.write_text(CAMERAS_YAML.format(media=(SAMPLES / "media").resolve(), fps=1))
+    cameras.write_text(CAMERAS_YAML.format(media=(SAMPLES / "media").resolve(), fps=fps))
     rules.write_text(RULES_YAML)
     return settings.model_copy(
         update={

@@ -110,6 +110,7 @@ def build_report(
         "final_drain_s": None if drain_s is None else round(drain_s, 1),
         "records_checked": checked.counts,
         "lag_checks": run.lag_samples,
+        "lag_probe_restarts": run.lag.restarts,
         "crashes": [{"worker": c.name, "at_s": round(c.at_s, 1)} for c in run.crashes],
         "crashes_by_worker": dict(Counter(c.name for c in run.crashes)),
         "shutdown_exit_codes": shutdown,

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from framestream.chaos.malformed import MalformedProducer
-from framestream.chaos.monitor import LagProbe, Offsets, ProcessResources, sample_process
+from framestream.chaos.monitor import LagProbeProcess, Offsets, ProcessResources, sample_process
 from framestream.chaos.pipeline import Pipeline
 from framestream.chaos.schedule import Fault, FaultKind
 from framestream.services.kafka import LocalKafkaCluster, fetch_cluster_metadata
@@ -92,7 +92,7 @@ class ChaosRun:
     def __post_init__(self) -> None:
         kafka = self.pipeline.settings.kafka
         topics = TopicNames(kafka.topic_prefix)
-        self.lag = LagProbe(kafka, self.pipeline.groups(), topics)
+        self.lag = LagProbeProcess(kafka, self.pipeline.groups(), topics)  # before any client of ours
         self.malformed = MalformedProducer(kafka, topics, random.Random(self.seed))
         self.records = [FaultRecord(fault) for fault in self.schedule]
         self._start = time.monotonic()
@@ -231,12 +231,8 @@ class ChaosRun:
             self.cluster.restart(int(fault.target), timeout_s=180)
 
     def _targets(self) -> Offsets | None:
-        for _ in range(10):
-            targets = self.lag.targets()
-            if targets is not None:
-                return targets
-            time.sleep(1.0)
-        return None
+        """End offsets now; None when the brokers do not answer (asked again on the next check)."""
+        return self.lag.targets()
 
     # -- recovery, crashes, resources -----------------------------------------------------
 
@@ -244,6 +240,8 @@ class ChaosRun:
         return [r for r in self.records if r.injected_s is not None and r.recovered_s is None and not r.timed_out]
 
     def _check_recoveries(self) -> None:
+        """One read of the committed offsets, compared with each recovering fault's targets."""
+        committed: Offsets | None = None
         for record in self._recovering():
             assert record.injected_s is not None
             if self.now() - record.injected_s > self.recovery_limit_s:
@@ -255,9 +253,11 @@ class ChaosRun:
                 record.targets = self._targets()
                 if record.targets is None:
                     continue
-            lag = self.lag.lag(record.targets)
+            committed = committed or self.lag.committed_or_none()
+            if committed is None:
+                return
             self.lag_samples += 1
-            if lag == 0:
+            if self.lag.lag(record.targets, committed) == 0:
                 record.recovered_s = self.now()
 
     def _target_healthy(self, fault: Fault) -> bool:

@@ -10,6 +10,7 @@ Exits 0 when no invariant was violated, 1 otherwise (the table lists the violati
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import shutil
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from framestream.settings import Settings
 
+log = logging.getLogger(__name__)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h)?$")
 
 
@@ -40,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--drain-limit", type=float, default=600.0, help="seconds for lag to reach 0 after ingest stops"
     )
+    parser.add_argument(
+        "--fps", type=float, default=0.5, help="frames per second of each of the three cameras (default 0.5)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures and the fault log here")
     parser.add_argument("--out", type=Path, default=None, help="state and logs (default: <data_dir>/chaos/<run>)")
     parser.set_defaults(handler=run)
@@ -57,7 +62,7 @@ def parse_duration(text: str) -> float:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from framestream.chaos.invariants import check_everything
+    from framestream.chaos.invariants import Checked, Violation, check_everything
     from framestream.chaos.pipeline import SESSION_TIMEOUT_S, Pipeline, chaos_settings
     from framestream.chaos.report import build_report, print_report
     from framestream.chaos.runner import ChaosRun
@@ -69,7 +74,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out = (args.out or settings.data_dir / "chaos" / run_id).resolve()
     shutil.rmtree(out, ignore_errors=True)
-    settings = chaos_settings(settings, out)
+    settings = chaos_settings(settings, out, args.fps)
     schedule = build_schedule(
         seed=args.seed,
         duration_s=args.duration,
@@ -101,7 +106,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         except BaseException:
             pipeline.kill_all()
             raise
-        checked = check_everything(stack.settings, dict(chaos.malformed.delivered), set(chaos.malformed.failed))
+        try:
+            checked = check_everything(stack.settings, dict(chaos.malformed.delivered), set(chaos.malformed.failed))
+        except Exception as error:  # noqa: BLE001 - the soak's figures are still worth writing
+            log.exception("the end-of-soak checks failed")
+            checked = Checked([Violation("harness", f"the end-of-soak checks failed: {error!r}")])
     chaos.close()
     report = build_report(chaos, checked, drain_s=drain_s, drain_limit_s=args.drain_limit, shutdown=shutdown)
     print_report(report.document)
@@ -122,7 +131,8 @@ def _drain(chaos: "ChaosRun", limit_s: float) -> float | None:  # noqa: F821 - i
     while time.monotonic() - started < limit_s:
         chaos.wait_for_recoveries()
         targets = chaos.lag.targets()
-        if targets is not None and chaos.lag.lag(targets) == 0:
+        committed = chaos.lag.committed_or_none()
+        if targets is not None and committed is not None and chaos.lag.lag(targets, committed) == 0:
             return time.monotonic() - started
         time.sleep(2.0)
     return None

@@ -17,7 +17,7 @@ from datetime import timedelta
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-EXAMPLES = int(os.environ.get("FRAMESTREAM_FUZZ_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("FRAMESTREAM_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=timedelta(seconds=5),  # a hang is a failure, with room for a loaded CI machine
