@@ -90,3 +90,18 @@ def test_registered_yolov8_graph_is_decoded_by_the_served_detector(served) -> No
     switch(triton, registry, 1)
     (back,) = detect(triton, [buffer.getvalue()])
     assert back.model_version == "1"
+
+
+def test_model_list_shows_tritons_state_of_each_version(served, capsys) -> None:
+    triton, registry = served
+    switch(triton, registry, 1)
+    from framestream.cli import main
+
+    assert (
+        main(["model", "list", "detector", "--repository", str(registry.repository), "--triton-url", triton.grpc_url])
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "detector 1  (served, triton: READY)"
+    assert lines[1].startswith("detector 2") and "served" not in lines[1] and "READY" not in lines[1]
+    assert lines[2].startswith("detector 3") and "READY" not in lines[2]
