@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import zlib
 from pathlib import Path
 
 import cv2
@@ -23,8 +24,16 @@ pytestmark = pytest.mark.integration
 
 PHOTO = (Path(__file__).resolve().parents[2] / "tests" / "data" / "photos" / "dog.jpg").read_bytes()
 SMALL_PNG = cv2.imencode(".png", np.full((20, 30, 3), 127, np.uint8))[1].tobytes()
-# A PNG whose header claims 100000 x 100000 pixels: refused before any pixel is allocated.
-BOMB = SMALL_PNG[:16] + (100_000).to_bytes(4, "big") * 2 + SMALL_PNG[24:]
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """The small PNG with its IHDR (CRC recomputed) claiming another size."""
+    header = SMALL_PNG[12:16] + width.to_bytes(4, "big") + height.to_bytes(4, "big") + SMALL_PNG[24:29]
+    return SMALL_PNG[:12] + header + zlib.crc32(header).to_bytes(4, "big") + SMALL_PNG[33:]
+
+
+# 100000 x 100000 pixels claimed: refused before any pixel is allocated.
+BOMB = png_claiming(100_000, 100_000)
 
 
 def malformed_rows(count: int, seed: int = 15) -> list[bytes]:
