@@ -84,6 +84,7 @@ class ChaosRun:
     duration_s: float
     seed: int
     recovery_limit_s: float = 300.0
+    late_limit_s: float = 180.0  # how long after the soak a fault deferred past its end may still go in
     records: list[FaultRecord] = field(default_factory=list)
     crashes: list[Crash] = field(default_factory=list)
     resources: dict[int, ProcessResources] = field(default_factory=dict)
@@ -119,7 +120,7 @@ class ChaosRun:
         self._start = time.monotonic()
         due = list(self.records)
         next_lag = next_resources = 0.0
-        while self.now() < self.duration_s:
+        while self.now() < self.duration_s or (due and self.now() < self.duration_s + self.late_limit_s):
             now = self.now()
             self._repair_due(now)
             due = [record for record in due if not self._maybe_inject(record, now)]
@@ -133,7 +134,7 @@ class ChaosRun:
                 next_resources = self.now() + RESOURCES_EVERY_S
             time.sleep(TICK_S)
         for record in due:
-            record.note = "not injected: its target was still down when the soak ended"
+            record.note = f"not injected: its target was still down {self.late_limit_s:.0f}s after the soak"
         while self._down:
             self._repair_due(float("inf"))
             self._supervise()

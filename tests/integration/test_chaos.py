@@ -52,7 +52,7 @@ def test_a_build_that_commits_before_delivery_is_caught(tmp_path: Path) -> None:
     had committed but not delivered, which the exactly-once check sees."""
     report = chaos(
         tmp_path,
-        *("--duration", "120s", "--seed", "11", "--faults", "kill", "--mean-interval", "6"),
+        *("--duration", "120s", "--seed", "11", "--faults", "kill", "--mean-interval", "6", "--fps", "1"),
         timeout_s=1200,
         FRAMESTREAM_FAULT_COMMIT_BEFORE_DELIVERY="1",
         FRAMESTREAM_WORKER_PERSIST_MAX_INTERVAL_S="2",
