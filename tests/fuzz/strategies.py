@@ -12,10 +12,20 @@ makes a parser hang fails the test like a crash does.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from datetime import timedelta
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+# Inputs each fuzz test ran, by test name: tests/fuzz/conftest.py prints them after the session.
+TALLY: Counter[str] = Counter()
+
+
+def tally() -> None:
+    """Count one input under the running test's id (pytest sets ``PYTEST_CURRENT_TEST``)."""
+    TALLY[os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0].split("::")[-1]] += 1
+
 
 EXAMPLES = int(os.environ.get("FRAMESTREAM_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from streams.config_files import ConfigFileError, load_rules
 from streams.ingest.cameras import load_cameras
-from tests.fuzz.strategies import FUZZ, JSON_VALUES, mutated
+from tests.fuzz.strategies import FUZZ, JSON_VALUES, mutated, tally
 
 pytestmark = pytest.mark.fuzz
 
@@ -56,6 +56,7 @@ def value_swapped(draw: st.DrawFn, valid: bytes) -> bytes:
 @FUZZ
 @given(data=st.data())
 def test_config_files_load_or_raise_config_file_error(kind: str, data: st.DataObject) -> None:
+    tally()
     load, valid = LOADERS[kind]
     content = data.draw(
         st.one_of(

@@ -24,7 +24,7 @@ from processors.detector import (
     thresholds_from_parameters,
 )
 from processors.nanodet import INPUT_SIZE, NUM_BINS, NUM_CLASSES, NUM_SIDES, STRIDES
-from tests.fuzz.strategies import FUZZ, JSON_VALUES, mutated
+from tests.fuzz.strategies import FUZZ, JSON_VALUES, mutated, tally
 from tests.fuzz.test_fuzz_image_decoding import SEEDS
 
 pytestmark = pytest.mark.fuzz
@@ -67,6 +67,7 @@ def handle_request(parameters: str, rows: list[bytes], seed: int) -> str | list[
 @FUZZ
 @given(parameters=PARAMETERS, rows=ROWS, seed=st.integers(0, 2**32 - 1))
 def test_detector_requests_get_detections_or_invalid_arg(parameters: dict, rows: list[bytes], seed: int) -> None:
+    tally()
     outcome = handle_request(json.dumps(parameters), rows, seed)
     if isinstance(outcome, str):
         assert outcome.startswith("INVALID_ARG ") and len(outcome) > len("INVALID_ARG ")
@@ -83,6 +84,7 @@ def test_detector_requests_get_detections_or_invalid_arg(parameters: dict, rows:
 @FUZZ
 @given(parameters=st.dictionaries(st.text(max_size=12), JSON_VALUES, max_size=4))
 def test_threshold_parameters_are_thresholds_or_value_error(parameters: dict) -> None:
+    tally()
     try:
         thresholds = thresholds_from_parameters(parameters)
     except ValueError as error:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from schemas import FrameMeta, ImageStats
 from tests import factories
-from tests.fuzz.strategies import FUZZ, mutated
+from tests.fuzz.strategies import FUZZ, mutated, tally
 
 pytestmark = pytest.mark.fuzz
 
@@ -44,6 +44,7 @@ def headers(draw: st.DrawFn) -> list[tuple[str, bytes | None]]:
 @FUZZ
 @given(raw=headers())
 def test_frame_headers_are_parsed_or_rejected(raw: list[tuple[str, bytes | None]]) -> None:
+    tally()
     try:
         meta = FrameMeta.from_headers(raw)
     except (ValidationError, ValueError):

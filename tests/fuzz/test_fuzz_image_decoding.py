@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from processors.decode import DecodeError, decode_for_size, probe_size
-from tests.fuzz.strategies import FUZZ, mutated
+from tests.fuzz.strategies import FUZZ, mutated, tally
 
 pytestmark = pytest.mark.fuzz
 
@@ -49,6 +49,7 @@ IMAGES = st.one_of(
 @FUZZ
 @given(data=IMAGES, longer_side=st.none() | st.integers(1, 640))
 def test_any_bytes_decode_or_raise_decode_error(data: bytes, longer_side: int | None) -> None:
+    tally()
     try:
         decoded = decode_for_size(data, longer_side, MAX_PIXELS)
     except DecodeError as error:
@@ -61,6 +62,7 @@ def test_any_bytes_decode_or_raise_decode_error(data: bytes, longer_side: int | 
 @FUZZ
 @given(data=IMAGES)
 def test_any_bytes_probe_or_raise_decode_error(data: bytes) -> None:
+    tally()
     try:
         width, height = probe_size(data, MAX_PIXELS)
     except DecodeError:

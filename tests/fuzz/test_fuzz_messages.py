@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas import Alert, AlertReview, CameraHealth, DeadLetter, FrameDetections, FrameTracks, HardExample, ModelAlert
 from tests import factories
-from tests.fuzz.strategies import FUZZ, JSON_VALUES, mutated
+from tests.fuzz.strategies import FUZZ, JSON_VALUES, mutated, tally
 
 pytestmark = pytest.mark.fuzz
 
@@ -63,6 +63,7 @@ def field_swapped(draw: st.DrawFn, valid: bytes) -> bytes:
 @FUZZ
 @given(data=st.data())
 def test_message_json_is_parsed_or_rejected(model: type[BaseModel], data: st.DataObject) -> None:
+    tally()
     valid = VALID[model]
     raw = data.draw(
         st.one_of(
@@ -79,4 +80,5 @@ def test_message_json_is_parsed_or_rejected(model: type[BaseModel], data: st.Dat
 @FUZZ
 @given(raw=st.one_of(st.binary(max_size=512), JSON_VALUES.map(lambda value: json.dumps(value).encode())))
 def test_messages_without_a_factory_are_parsed_or_rejected(model: type[BaseModel], raw: bytes) -> None:
+    tally()
     parse_or_reject(model, raw)
