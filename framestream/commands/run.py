@@ -141,12 +141,17 @@ def _wait_until_persisted(
             kind: worker.metric("framestream_persisted_messages_total", kind=kind)
             for kind in ("detections", "alerts", "deadletters")
         }
+        # Every detections message judged by the alert stage too: frames of a classifier camera can
+        # each raise an alert, and alerts wait for their snapshots.
+        judged = sum(running.metric("framestream_frames_total", stage="alert") for running in workers)
+        raised = sum(running.metric("framestream_alerts_total") for running in workers)
         done = (
             ingest_done
             and counts.frames > 0
             and counts.detections + counts.detect_dead_letters >= counts.frames
+            and judged >= counts.detections
             and stored.get("detections", 0) >= counts.detections
-            and stored.get("alerts", 0) >= counts.alerts
+            and stored.get("alerts", 0) >= max(counts.alerts, raised)
             and stored.get("deadletters", 0) >= counts.dead_letters
         )
         if time.monotonic() - last_print >= 1.0 or done:

@@ -26,6 +26,7 @@ class Summary:
     alerts_by_rule: list[tuple[str, str, int]]
     dead_letters_by_stage: list[tuple[str, str, int]]
     latency_ms: dict[str, float]
+    classified_by_label: tuple[tuple[str, int], ...] = ()  # cameras with a classifier
 
 
 def query_summary(settings: Settings) -> Summary:
@@ -44,6 +45,9 @@ def query_summary(settings: Settings) -> Summary:
         dead = client.query(
             f"SELECT stage, error_type, count() AS n FROM {db}.dead_letters FINAL GROUP BY stage, error_type"
         ).result_rows
+        by_label = client.query(
+            f"SELECT label, count() AS n FROM {db}.classifications FINAL GROUP BY label ORDER BY n DESC"
+        ).result_rows
         latency = client.query(
             "SELECT quantiles(0.5, 0.95)(detect_latency_ms), quantiles(0.5, 0.95)(store_latency_ms), "
             f"quantiles(0.5, 0.95)(assumeNotNull(triton_ms)) FROM {db}.frames FINAL"
@@ -59,6 +63,7 @@ def query_summary(settings: Settings) -> Summary:
         [(str(r), str(s), int(n)) for r, s, n in by_rule],
         [(str(s), str(e), int(n)) for s, e, n in dead],
         dict(zip(names, map(float, values), strict=False)),
+        tuple((str(label), int(n)) for label, n in by_label),
     )
 
 
@@ -99,6 +104,9 @@ def print_summary(summary: Summary, annotated: list[Path], wall_s: float) -> Non
     print(f"  frames processed     {summary.frames} from {summary.cameras} cameras in {wall_s:.1f} s")
     total = sum(n for _, n in summary.detections_by_class)
     print(f"  detections           {total}: " + ", ".join(f"{c} {n}" for c, n in summary.detections_by_class))
+    if summary.classified_by_label:
+        classified = sum(n for _, n in summary.classified_by_label)
+        print(f"  classified frames    {classified}: " + ", ".join(f"{c} {n}" for c, n in summary.classified_by_label))
     alerts = sum(n for *_, n in summary.alerts_by_rule)
     print(f"  alerts               {alerts}: " + ", ".join(f"{r} ({s}) {n}" for r, s, n in summary.alerts_by_rule))
     dead = sum(n for *_, n in summary.dead_letters_by_stage)
