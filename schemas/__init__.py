@@ -7,6 +7,7 @@ from schemas.deadletter import DeadLetter
 from schemas.detections import BoundingBox, Detection, FrameClassification, FrameDetections, StageTimings
 from schemas.frames import FrameMeta, ImageStats
 from schemas.hard_examples import HardExample, HardExampleReason
+from schemas.model_agreement import ModelAgreement
 from schemas.model_alerts import ModelAlert
 from schemas.reviews import AlertReview
 from schemas.tracks import FrameTracks
@@ -29,6 +30,7 @@ __all__ = [
     "HealthTrigger",
     "ImageStats",
     "Message",
+    "ModelAgreement",
     "ModelAlert",
     "StageTimings",
 ]

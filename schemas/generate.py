@@ -22,6 +22,7 @@ from schemas.deadletter import DeadLetter
 from schemas.detections import FrameDetections
 from schemas.frames import FrameMeta
 from schemas.hard_examples import HardExample
+from schemas.model_agreement import ModelAgreement
 from schemas.model_alerts import ModelAlert
 from schemas.reviews import AlertReview
 from schemas.rules import RuleSet
@@ -36,6 +37,10 @@ MODELS: dict[str, tuple[type[BaseModel], str]] = {
     "frame-detections": (FrameDetections, "Per-frame detections, the value of vision.detections.v1."),
     "alert": (Alert, "An alert raised by a rule, the value of vision.alerts.v1."),
     "model-alert": (ModelAlert, "Drift of a camera's inputs or predictions, the value of vision.model-alerts.v1."),
+    "model-agreement": (
+        ModelAgreement,
+        "Shadow mode: a candidate detector vs the served one on one frame, the value of vision.model-agreement.v1.",
+    ),
     "alert-review": (AlertReview, "A verdict on an alert, the value of vision.alert-reviews.v1."),
     "hard-example": (HardExample, "A frame worth labelling, sampled by the monitor stage: vision.hard-examples.v1."),
     "camera-health": (CameraHealth, "Per-camera health from ingest, the value of vision.camera-health.v1."),

@@ -47,6 +47,7 @@ class Role(StrEnum):
     ALERT = "alert"
     PERSIST = "persist"
     MONITOR = "monitor"
+    SHADOW = "shadow"  # a candidate detector beside the served one (streams/shadow.py)
     BRIDGE = "bridge"  # framestream bridge mqtt|webhook
     REVIEW = "review"  # writes verdicts on alerts (the review CLI, a downstream labelling tool)
     CONSUMER = "consumer"  # a downstream system: reads alerts only
@@ -93,16 +94,18 @@ def role_grants(role: Role, topics: TopicNames) -> list[Grant]:
     t, p = topics, topics.prefix
     stage_group = _group(f"{p}framestream-{role.value}")
     # streams/frame_reader.py reads one frame back by offset (assign, no commits) under this group id.
-    frame_fetch_group = _group(f"{p}framestream-hard-example-fetch")
+    frame_fetch_group = _group(f"{p}framestream-frame-reader")
     read, write = Access.READ, Access.WRITE
     grants: dict[Role, list[Grant]] = {
         Role.ADMIN: [],
         Role.INGEST: _topics(write, t.frames, t.camera_health),
         Role.DETECT: [*_topics(read, t.frames), *_topics(write, t.detections, t.deadletter), stage_group],
+        # Track raises track-rule alerts, with snapshots: it reads their frames back by offset.
         Role.TRACK: [
-            *_topics(read, t.detections, t.tracker_changelog),
-            *_topics(write, t.tracks, t.tracker_changelog, t.deadletter),
+            *_topics(read, t.detections, t.tracker_changelog, t.frames),
+            *_topics(write, t.tracks, t.tracker_changelog, t.alerts, t.deadletter),
             stage_group,
+            frame_fetch_group,
         ],
         # Alert also reads an alert's frame back by offset for its snapshot (streams/snapshots.py).
         Role.ALERT: [
@@ -123,6 +126,7 @@ def role_grants(role: Role, topics: TopicNames) -> list[Grant]:
                 t.alert_reviews,
                 t.hard_examples,
                 t.camera_health,
+                t.model_agreement,
             ),
             *_topics(write, t.deadletter),
             stage_group,
@@ -130,6 +134,12 @@ def role_grants(role: Role, topics: TopicNames) -> list[Grant]:
         Role.MONITOR: [
             *_topics(read, t.detections, t.alert_reviews, t.frames),
             *_topics(write, t.model_alerts, t.hard_examples, t.deadletter),
+            stage_group,
+            frame_fetch_group,
+        ],
+        Role.SHADOW: [
+            *_topics(read, t.detections, t.frames),
+            *_topics(write, t.model_agreement, t.deadletter),
             stage_group,
             frame_fetch_group,
         ],

@@ -24,6 +24,7 @@ class Stage(str, Enum):
     ALERT = "alert"
     PERSIST = "persist"
     MONITOR = "monitor"
+    SHADOW = "shadow"
 
 
 def parse_stages(text: str) -> tuple[Stage, ...]:
@@ -99,6 +100,10 @@ def _register_stages(app: faust.App, stages: Sequence[Stage], context: WorkerCon
         from streams import monitor
 
         monitor.register(app, context)
+    if Stage.SHADOW in stages:
+        from streams import shadow
+
+        shadow.register(app, context)
     from streams import metrics
 
     metrics.register_consumer_metrics(app, context.metrics, context.worker.lag_interval_s)

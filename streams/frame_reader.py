@@ -25,7 +25,7 @@ class KafkaFrameFetcher:
     """Reads one frame record back by partition and offset. Blocking: call it from one thread."""
 
     def __init__(self, kafka: KafkaSettings, topic: str, timeout_s: float) -> None:
-        config = consumer_config(kafka, group_id=f"{kafka.topic_prefix}framestream-hard-example-fetch")
+        config = consumer_config(kafka, group_id=f"{kafka.topic_prefix}framestream-frame-reader")
         config["auto.offset.reset"] = "error"  # an offset retention removed is an error, not another frame
         config["queued.min.messages"] = 1  # one frame is wanted, not a prefetched queue of them
         self.config = config

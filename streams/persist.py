@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from schemas import Alert, DeadLetter, FrameDetections
 from schemas.camera_health import CameraHealth
 from schemas.hard_examples import HardExample
+from schemas.model_agreement import ModelAgreement
 from schemas.model_alerts import ModelAlert
 from schemas.reviews import AlertReview
 from schemas.tracks import FrameTracks
@@ -72,6 +73,7 @@ class PersistStage:
             context.topics.model_alerts: (ModelAlert, "model_alerts"),
             context.topics.alert_reviews: (AlertReview, "alert_reviews"),
             context.topics.camera_health: (CameraHealth, "camera_health"),
+            context.topics.model_agreement: (ModelAgreement, "model_agreement"),
         }
         self.held: list[EventT] = []  # every event since the last flush, stored or not
         self.buffered: dict[str, Buffered] = {}  # message id -> its record, for what ClickHouse refuses
@@ -211,6 +213,7 @@ def register(app: faust.App, context: WorkerContext) -> PersistStage:
         topics.model_alerts,
         topics.alert_reviews,
         topics.camera_health,
+        topics.model_agreement,
     )
     # A row waits at most the deadline plus one tick (and its INSERT) before it is stored.
     window = timedelta(seconds=min(0.2, max(0.01, context.worker.persist_max_interval_s / 4)))

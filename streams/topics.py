@@ -28,6 +28,7 @@ MODEL_ALERTS = "vision.model-alerts.v1"  # drift per camera (monitor stage)
 ALERT_REVIEWS = "vision.alert-reviews.v1"  # verdicts on alerts, from downstream systems or the CLI
 HARD_EXAMPLES = "vision.hard-examples.v1"  # frames worth labelling, sampled by the monitor stage
 CAMERA_HEALTH = "vision.camera-health.v1"  # per-camera health events from ingest
+MODEL_AGREEMENT = "vision.model-agreement.v1"  # shadow mode: a candidate detector vs the served one
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,10 @@ class TopicNames:
         return self.prefix + CAMERA_HEALTH
 
     @property
+    def model_agreement(self) -> str:
+        return self.prefix + MODEL_AGREEMENT
+
+    @property
     def cooldowns_changelog(self) -> str:
         """The alert stage's table changelog; named after the deployment, not the faust app id,
         so the alert state survives a change of stage layout. Created up front like the rest."""
@@ -94,6 +99,7 @@ class TopicNames:
             self.alert_reviews,
             self.hard_examples,
             self.camera_health,
+            self.model_agreement,
         ]
 
 

@@ -1,4 +1,4 @@
-"""``ModelAlert`` and ``AlertReview`` to ClickHouse rows (tables of migration 0003): pure, no I/O.
+"""``ModelAlert``, ``AlertReview`` (migration 0003) and ``ModelAgreement`` (0009) to ClickHouse rows: pure, no I/O.
 
 Kept beside ``rows.py``, which declares the tables and routes these messages here. A model
 alert's row id is its deterministic ``model_alert_id``. A review's is ``review_version``
@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
+from schemas.model_agreement import ModelAgreement
 from schemas.model_alerts import ModelAlert
 from schemas.reviews import AlertReview
 
@@ -72,3 +73,26 @@ def model_alert_row(alert: ModelAlert) -> ModelAlertRow:
 
 def alert_review_row(review: AlertReview) -> AlertReviewRow:
     return AlertReviewRow(review_version=review_version(review), **review.model_dump(exclude={"schema_version"}))
+
+
+class ModelAgreementRow(NamedTuple):
+    agreement_id: str
+    event_id: str
+    camera_id: str
+    frame_seq: int
+    captured_at: datetime
+    current_model: str
+    candidate: str
+    current_objects: int
+    candidate_objects: int
+    matched: int
+    precision: float
+    recall: float
+    mean_iou: float
+    iou_threshold: float
+    candidate_ms: float
+    compared_at: datetime
+
+
+def model_agreement_row(agreement: ModelAgreement) -> ModelAgreementRow:
+    return ModelAgreementRow(**agreement.model_dump(exclude={"schema_version"}))

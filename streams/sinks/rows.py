@@ -19,11 +19,20 @@ from typing import NamedTuple, TypeAlias
 from schemas import Alert, DeadLetter, FrameDetections
 from schemas.camera_health import CameraHealth
 from schemas.hard_examples import HardExample
+from schemas.model_agreement import ModelAgreement
 from schemas.model_alerts import ModelAlert
 from schemas.reviews import AlertReview
 from schemas.tracks import FrameTracks
 from streams.sinks.camera_health_rows import CameraHealthRow, camera_health_row
-from streams.sinks.model_rows import AlertReviewRow, ModelAlertRow, alert_review_row, model_alert_row, review_version
+from streams.sinks.model_rows import (
+    AlertReviewRow,
+    ModelAgreementRow,
+    ModelAlertRow,
+    alert_review_row,
+    model_agreement_row,
+    model_alert_row,
+    review_version,
+)
 from streams.sinks.track_rows import (
     CrossingRow,
     OccupancyRow,
@@ -155,10 +164,11 @@ class HardExampleRow(NamedTuple):
 Row: TypeAlias = (
     FrameRow | DetectionRow | AlertRow | DeadLetterRow | HardExampleRow
     | TrackPointRow | CrossingRow | ZoneVisitRow | OccupancyRow | ModelAlertRow | AlertReviewRow
-    | CameraHealthRow
+    | CameraHealthRow | ModelAgreementRow
 )  # fmt: skip
 Persistable: TypeAlias = (
     FrameDetections | Alert | DeadLetter | HardExample | FrameTracks | ModelAlert | AlertReview | CameraHealth
+    | ModelAgreement
 )  # fmt: skip
 
 
@@ -279,6 +289,16 @@ CLASSIFICATIONS = Table(
     ("camera_id",),
     (("frame_seq", UINT64), ("class_id", UINT16)),
 )
+# Shadow mode: a candidate detector vs the served one (migration 0009).
+MODEL_AGREEMENT = Table(
+    "model_agreement",
+    ModelAgreementRow,
+    "agreement_id",
+    "captured_at",
+    ("camera_id",),
+    (("frame_seq", UINT64),)
+    + tuple((column, UINT32) for column in ("current_objects", "candidate_objects", "matched")),
+)
 TABLES: tuple[Table, ...] = (
     FRAMES,
     DETECTIONS,
@@ -293,6 +313,7 @@ TABLES: tuple[Table, ...] = (
     ALERT_REVIEWS,
     CAMERA_HEALTH,
     CLASSIFICATIONS,
+    MODEL_AGREEMENT,
 )
 
 
@@ -335,6 +356,8 @@ def message_id(message: Persistable) -> str:
         return review_version(message)
     if isinstance(message, CameraHealth):
         return message.health_id
+    if isinstance(message, ModelAgreement):
+        return message.agreement_id
     return dead_letter_id(message)
 
 
@@ -502,10 +525,12 @@ def rows_for(message: Persistable) -> MessageRows:
         parts = (TableRows(ALERT_REVIEWS, (alert_review_row(message),)),)
     elif isinstance(message, CameraHealth):
         parts = (TableRows(CAMERA_HEALTH, (camera_health_row(message),)),)
+    elif isinstance(message, ModelAgreement):
+        parts = (TableRows(MODEL_AGREEMENT, (model_agreement_row(message),)),)
     else:
         raise TypeError(
             f"cannot persist a {type(message).__name__}; expected FrameDetections, Alert, DeadLetter, HardExample "
-            "FrameTracks, ModelAlert, AlertReview or CameraHealth"
+            "FrameTracks, ModelAlert, AlertReview, CameraHealth or ModelAgreement"
         )
     identifier = message_id(message)
     for part in parts:

@@ -33,6 +33,8 @@ TTL_TABLES = {
     "model_alerts",
     "alert_reviews",
     "camera_health",
+    "classifications",
+    "model_agreement",
     "track_points",
     "line_crossings",
     "zone_visits",

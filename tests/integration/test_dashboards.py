@@ -20,6 +20,7 @@ from schemas import (
     FrameDetections,
     HardExample,
     ImageStats,
+    ModelAgreement,
     StageTimings,
 )
 from schemas.alerts import Severity
@@ -108,7 +109,41 @@ def seed_messages() -> list:
     messages.extend(review_messages([m for m in messages if isinstance(m, Alert)]))
     messages.extend(track_messages())  # the scene dashboard's
     messages.extend(hard_example_messages([m for m in messages if isinstance(m, FrameDetections)]))
+    messages.extend(agreement_messages([m for m in messages if isinstance(m, FrameDetections)]))
     return messages
+
+
+def agreement_messages(frames: list) -> list:
+    """Shadow mode: every tenth frame compared with candidate detector:2, which finds all but one
+    of the served boxes on odd frames and adds one of its own on frames divisible by 20."""
+    agreements = []
+    for frame in frames:
+        if frame.frame_seq % 10:
+            continue
+        current = len(frame.detections)
+        matched = max(0, current - frame.frame_seq // 10 % 2)
+        candidate = matched + (frame.frame_seq % 20 == 0)
+        agreements.append(
+            ModelAgreement(
+                agreement_id=f"{frame.event_id}:detector:2",
+                event_id=frame.event_id,
+                camera_id=frame.camera_id,
+                frame_seq=frame.frame_seq,
+                captured_at=frame.captured_at,
+                current_model=f"detector:{frame.model_version}",
+                candidate="detector:2",
+                current_objects=current,
+                candidate_objects=candidate,
+                matched=matched,
+                precision=matched / candidate if candidate else 1.0,
+                recall=matched / current if current else 1.0,
+                mean_iou=0.8 if matched else 0.0,
+                iou_threshold=0.5,
+                candidate_ms=50.0 + frame.frame_seq,
+                compared_at=frame.captured_at + timedelta(seconds=1),
+            )
+        )
+    return agreements
 
 
 def verdict(camera_index: int, seq: int) -> FrameClassification:
@@ -403,3 +438,17 @@ def test_hard_examples_on_the_model_health_dashboard(seeded: Seeded) -> None:
     assert len(rows) == len({e.event_id for e in examples})
     first = next(row for row in rows if row[names.index("camera_id")] == "cam-0" and row[names.index("frame_seq")] == 0)
     assert "uncertain" in first[names.index("reasons")].split(", ")
+
+
+def test_shadow_agreement_on_the_model_health_dashboard(seeded: Seeded) -> None:
+    dashboard = DASHBOARDS["framestream-model-health"]
+    values = all_values(seeded.client, dashboard, SEEDED, INTERVAL_S)
+    agreements = [m for m in seed_messages() if isinstance(m, ModelAgreement)]
+    names, _, rows = run_panel(seeded.client, dashboard.panel("Shadow candidates"), SEEDED, values)
+    assert sum(row[names.index("frames")] for row in rows) == len(agreements)
+    for row in rows:
+        mine = [a for a in agreements if a.camera_id == row[names.index("camera_id")]]
+        assert row[names.index("precision")] == pytest.approx(sum(a.precision for a in mine) / len(mine), abs=1e-3)
+        assert row[names.index("recall")] == pytest.approx(sum(a.recall for a in mine) / len(mine), abs=1e-3)
+    names, _, rows = run_panel(seeded.client, dashboard.panel("Shadow candidate agreement per hour"), SEEDED, values)
+    assert {row[names.index("candidate")] for row in rows} == {"detector:2"}

@@ -67,6 +67,7 @@ TOPICS = {
     "alert_reviews": T.alert_reviews,
     "hard_examples": T.hard_examples,
     "camera_health": T.camera_health,
+    "model_agreement": T.model_agreement,
     "cooldowns_changelog": T.cooldowns_changelog,
     "tracker_changelog": T.tracker_changelog,
 }
@@ -78,8 +79,8 @@ SPEC: dict[str, tuple[set[str], set[str], str | None]] = {
     "ingest": (set(), {"frames", "camera_health"}, None),
     "detect": ({"frames"}, {"detections", "deadletter"}, f"{PREFIX}framestream-detect"),
     "track": (
-        {"detections", "tracker_changelog"},
-        {"tracks", "tracker_changelog", "deadletter"},
+        {"detections", "tracker_changelog", "frames"},  # frames: a track alert's snapshot
+        {"tracks", "tracker_changelog", "alerts", "deadletter"},  # alerts: track rules raise them
         f"{PREFIX}framestream-track",
     ),
     "alert": (
@@ -97,6 +98,7 @@ SPEC: dict[str, tuple[set[str], set[str], str | None]] = {
         {"model_alerts", "hard_examples", "deadletter"},
         f"{PREFIX}framestream-monitor",
     ),
+    "shadow": ({"detections", "frames"}, {"model_agreement", "deadletter"}, f"{PREFIX}framestream-shadow"),
     "bridge": ({"alerts"}, {"deadletter"}, f"{PREFIX}framestream-bridge-mqtt"),
     "review": (set(), {"alert_reviews"}, None),
     "consumer": ({"alerts"}, set(), f"{PREFIX}downstream-dashboard"),
