@@ -14,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -137,25 +138,32 @@ class ClassifyStep:
             self.clients[model_name] = ClassifierClient(self.url, model_name, self.max_in_flight, self.timeout_s)
         return self.clients[model_name]
 
-    async def classify(self, frames: Sequence[tuple[int, str, bytes]]) -> dict[int, FrameClassification | Rejection]:
-        """(index, model name, image) in; each index's verdict or rejection out."""
+    async def classify(
+        self, frames: Sequence[tuple[int, str, bytes]]
+    ) -> dict[int, tuple[FrameClassification | Rejection, float]]:
+        """(index, model name, image) in; each index's verdict or rejection out, with the round
+        trip (seconds) of the Triton call that answered it."""
         by_model: dict[str, list[tuple[int, bytes]]] = {}
         for index, model_name, image in frames:
             by_model.setdefault(model_name, []).append((index, image))
-        outcomes: dict[int, FrameClassification | Rejection] = {}
+        outcomes: dict[int, tuple[FrameClassification | Rejection, float]] = {}
         for model_name, items in by_model.items():
             client = self.client(model_name)
             attempt = partial(self._classify_model, client, [image for _, image in items])
-            results = await retry_transient(attempt, what=f"Triton classifier {model_name}", retry=self.retry)
-            outcomes.update(zip([index for index, _ in items], results, strict=True))
+            results, seconds = await retry_transient(attempt, what=f"Triton classifier {model_name}", retry=self.retry)
+            outcomes.update((index, (result, seconds)) for (index, _), result in zip(items, results, strict=True))
         return outcomes
 
     @staticmethod
-    async def _classify_model(client: ClassifierClient, images: list[bytes]) -> list[FrameClassification | Rejection]:
+    async def _classify_model(
+        client: ClassifierClient, images: list[bytes]
+    ) -> tuple[list[FrameClassification | Rejection], float]:
+        started = time.perf_counter()
         try:
             served: Sequence[ServedClassification | InferenceRejected] = await client.classify(images)
         except InferenceRejected:
             served = await client.classify_each(images)
+        seconds = time.perf_counter() - started
         return [
             Rejection(str(result), type(result).__name__)
             if isinstance(result, InferenceRejected)
@@ -167,7 +175,7 @@ class ClassifyStep:
                 model_version=result.model_version,
             )
             for result in served
-        ]
+        ], seconds
 
     async def close(self) -> None:
         for client in self.clients.values():

@@ -182,14 +182,15 @@ class DetectStage:
             return
         assert self.classify_step is not None, "start() first"
         verdicts = await self.classify_step.classify([(i, f.meta.classifier or "", f.image) for i, f in wanted.items()])
-        for index, verdict in verdicts.items():
+        for index, (verdict, seconds) in verdicts.items():
             outcome = outcomes[index]
             if isinstance(verdict, Rejection) or isinstance(outcome, Rejection):
                 outcomes[index] = verdict if isinstance(verdict, Rejection) else outcome
                 continue
             update: dict[str, object] = {"classification": verdict}
-            if not wanted[index].meta.detector:
-                update |= {"model_name": verdict.model_name, "model_version": verdict.model_version}
+            if not wanted[index].meta.detector:  # the classifier's round trip is the frame's Triton time
+                timings = outcome.timings.model_copy(update={"triton_ms": seconds * 1000.0})
+                update |= {"model_name": verdict.model_name, "model_version": verdict.model_version, "timings": timings}
             outcomes[index] = outcome.model_copy(update=update)
 
     async def _detect_chunk(self, chunk: list[Frame]) -> dict[int, FrameDetections | Rejection]:

@@ -180,6 +180,8 @@ def test_cells_from_a_folder_camera_raise_defect_alerts_in_clickhouse(
             client.query("SELECT camera_id, any(model_name) FROM frames FINAL GROUP BY camera_id").result_rows
         )
         assert models == {"line-1": "defects", "line-2": "detector"}  # classifier only; detector and classifier
+        timed = client.query("SELECT min(triton_ms) FROM frames FINAL WHERE camera_id = 'line-1'").result_rows
+        assert timed[0][0] > 0, "a classifier-only frame's Triton time is the classifier's round trip"
     finally:
         client.close()
     alerts_on_topic = read_topic(kafka_settings, topics.alerts, kafka_settings.partitions)
