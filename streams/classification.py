@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from types import TracebackType
 
 import numpy as np
@@ -27,7 +28,7 @@ from tritonclient.utils import InferenceServerException
 from processors.classifier import MAX_BATCH, Classification
 from schemas import FrameClassification
 from streams.deadletter import Rejection
-from streams.inference import InferenceRejected, InferenceUnavailable, channel_options, classify, retry_transient
+from streams.inference import InferenceRejected, InferenceUnavailable, classify, open_grpc_client, retry_transient
 from streams.retry import RetryPolicy
 
 OUTPUT_NAMES = ("CLASS_ID", "LABEL", "SCORE", "PROBABILITIES")
@@ -43,18 +44,26 @@ class ServedClassification:
 class ClassifierClient:
     """One gRPC channel to Triton for one classifier model; at most ``max_in_flight`` requests."""
 
-    def __init__(self, url: str, model_name: str = "defects", max_in_flight: int = 4, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        model_name: str = "defects",
+        max_in_flight: int = 4,
+        timeout_s: float = 30.0,
+        tls_ca_file: Path | None = None,
+    ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self.url = url
         self.model_name = model_name
         self.timeout_s = timeout_s
+        self.tls_ca_file = tls_ca_file
         self._semaphore = asyncio.Semaphore(max_in_flight)
         self._client: grpcclient.InferenceServerClient | None = None
 
     def _grpc(self) -> grpcclient.InferenceServerClient:
         if self._client is None:  # inside the running loop that grpc.aio binds it to
-            self._client = grpcclient.InferenceServerClient(self.url, channel_args=channel_options())
+            self._client = open_grpc_client(self.url, self.tls_ca_file)
         return self._client
 
     async def classify(self, images: Sequence[bytes]) -> list[ServedClassification]:
@@ -126,8 +135,16 @@ class ClassifyStep:
     frames of one model in few requests, retried while Triton is unavailable (never skipped); an
     image Triton refuses becomes that frame's Rejection (found by asking again image by image)."""
 
-    def __init__(self, url: str, retry: RetryPolicy, max_in_flight: int = 4, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        retry: RetryPolicy,
+        max_in_flight: int = 4,
+        timeout_s: float = 30.0,
+        tls_ca_file: Path | None = None,
+    ) -> None:
         self.url = url
+        self.tls_ca_file = tls_ca_file
         self.retry = retry
         self.max_in_flight = max_in_flight
         self.timeout_s = timeout_s
@@ -135,7 +152,9 @@ class ClassifyStep:
 
     def client(self, model_name: str) -> ClassifierClient:
         if model_name not in self.clients:
-            self.clients[model_name] = ClassifierClient(self.url, model_name, self.max_in_flight, self.timeout_s)
+            self.clients[model_name] = ClassifierClient(
+                self.url, model_name, self.max_in_flight, self.timeout_s, self.tls_ca_file
+            )
         return self.clients[model_name]
 
     async def classify(

@@ -140,7 +140,9 @@ class DetectStage:
         ready = partial(self.client.wait_ready, self.context.worker.triton_ready_timeout_s)
         await retry_transient(ready, what="waiting for Triton", retry=self.retry)
         self.model_version = await retry_transient(self.client.model_version, what="Triton model metadata")
-        self.classify_step = ClassifyStep(triton.url, self.retry, triton.max_in_flight, triton.timeout_s)
+        self.classify_step = ClassifyStep(
+            triton.url, self.retry, triton.max_in_flight, triton.timeout_s, triton.tls_ca_file
+        )
         log.info(
             "detector ready",
             extra={"triton_url": self.context.settings.triton.url, "model_version": self.model_version},
