@@ -180,7 +180,13 @@ def _wait_for_topics(
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
-        metadata = fetch_metadata(bootstrap_servers, timeout_s=min(5.0, timeout_s))
+        try:
+            metadata = fetch_metadata(bootstrap_servers, timeout_s=min(5.0, timeout_s))
+        except KafkaException as error:  # a broker restarting (transport, timeout): ask again until the deadline
+            if time.monotonic() > deadline:
+                raise TopicError(f"no topic metadata within {timeout_s:.0f}s: {error.args[0].str()}") from error
+            time.sleep(0.5)
+            continue
         missing = []
         for name in names:
             topic = metadata.topics.get(name)
