@@ -1,8 +1,11 @@
 """The reliability harness, short: ``framestream chaos`` for a few minutes with a fixed seed on the
 embedded stack (three Kafka nodes, tritonserver, chDB), every fault kind at least once, and no
-invariant violated. Then the harness's own check: a deliberately broken build, one that lets
-faust commit offsets before the outputs are delivered (``FRAMESTREAM_FAULT_COMMIT_BEFORE_DELIVERY``,
-read in streams/delivery.py), must be caught: the same kind of run reports violations.
+invariant violated.
+
+Not here: the harness's check against a deliberately broken build
+(``FRAMESTREAM_FAULT_COMMIT_BEFORE_DELIVERY=1``, read in streams/delivery.py). A kill-only run of
+that build lost nothing and reported no violation, so such a test could not fail today; the
+README (Reliability) says so, and issue 15 stays open on it.
 
 The 30-minute soak (README, "Reliability: chaos soak and fuzzing") is the same command with
 ``--duration 30m --seed 1``.
@@ -45,23 +48,3 @@ def test_short_soak_with_every_fault_kind_has_no_violations(tmp_path: Path) -> N
     assert all(count >= 1 for count in injected.values()), injected
     assert report["violations"] == []
     assert report["records_checked"]["frames"] > 0 and report["records_checked"]["malformed"] > 0
-
-
-@pytest.mark.xfail(
-    reason="not caught yet: on 2026-12-01 a 120 s kill-only run of the broken build (17 kills, 3 of persist, "
-    "5 of detect) lost nothing and reported 0 violations; why the early acks were never committed "
-    "past undelivered outputs is not yet understood (README, Reliability)",
-    strict=False,
-)
-def test_a_build_that_commits_before_delivery_is_caught(tmp_path: Path) -> None:
-    """Only kills, often, with persist flushing every 2 s: a killed worker loses what its group
-    had committed but not delivered, which the exactly-once check sees."""
-    report = chaos(
-        tmp_path,
-        *("--duration", "120s", "--seed", "11", "--faults", "kill", "--mean-interval", "6", "--fps", "1"),
-        timeout_s=1200,
-        FRAMESTREAM_FAULT_COMMIT_BEFORE_DELIVERY="1",
-        FRAMESTREAM_WORKER_PERSIST_MAX_INTERVAL_S="2",
-    )
-    checks = {violation["check"] for violation in report["violations"]}
-    assert checks & {"exactly-once", "alerts", "alerts-topic", "detections"}, report["violations"]
