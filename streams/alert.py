@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from processors.rules import CooldownState, RuleEvaluator
 from schemas import Alert, FrameDetections
 from schemas.base import utc_now
-from streams.context import WorkerContext, raw_topic
+from streams.context import WorkerContext, camera_table, raw_topic
 from streams.deadletter import DeadLetterRule, Rejection
 from streams.delivery import Outgoing, hold, produce_in_order, release
 from streams.snapshots import SnapshotSettings, SnapshotTaker
@@ -36,25 +36,12 @@ STAGE = "alert"
 
 
 def cooldowns_table(app: faust.App, context: WorkerContext) -> faust.Table:
-    partitions = context.settings.kafka.partitions
-    changelog = app.topic(
-        context.topics.cooldowns_changelog,
-        key_type=str,
-        value_type=None,
-        key_serializer="json",
-        value_serializer="json",
-        partitions=partitions,
-        compacting=True,
-        acks=False,
-        internal=True,
-    )
-    return app.Table(
+    return camera_table(
+        app,
+        context,
         COOLDOWNS_TABLE,
+        context.topics.cooldowns_changelog,
         default=dict,
-        key_type=str,
-        value_type=None,
-        partitions=partitions,
-        changelog_topic=changelog,
         help="per camera: rule id -> captured_at of its last alert",
     )
 

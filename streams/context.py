@@ -98,3 +98,32 @@ def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
     """Keys and values stay bytes: faust acks and skips a value that fails to deserialize, so
     decoding happens inside the agent, where a failure can go to the dead-letter topic."""
     return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+def camera_table(
+    app: faust.App, context: WorkerContext, name: str, changelog_topic: str, *, default: object, help: str
+) -> faust.Table:
+    """A stage's per-camera state: a RocksDB-backed table keyed by camera id whose changelog (JSON,
+    compacted, created up front by ``create_deployment_topics``) is partitioned like the detections,
+    so a camera's state lives with its partition, moves with it and is restored after a restart."""
+    partitions = context.settings.kafka.partitions
+    changelog = app.topic(
+        changelog_topic,
+        key_type=str,
+        value_type=None,
+        key_serializer="json",
+        value_serializer="json",
+        partitions=partitions,
+        compacting=True,
+        acks=False,
+        internal=True,
+    )
+    return app.Table(
+        name,
+        default=default,
+        key_type=str,
+        value_type=None,
+        partitions=partitions,
+        changelog_topic=changelog,
+        help=help,
+    )

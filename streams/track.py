@@ -32,7 +32,7 @@ from processors.tracking import SceneTracker, TrackerConfig, TrackerState
 from schemas import Alert, FrameDetections
 from schemas.base import utc_now
 from schemas.tracks import FrameTracks
-from streams.context import WorkerContext, raw_topic
+from streams.context import WorkerContext, camera_table, raw_topic
 from streams.deadletter import DeadLetterRule, Rejection
 from streams.delivery import Outgoing, hold, produce_in_order, release
 from streams.snapshots import SnapshotSettings, SnapshotTaker
@@ -43,25 +43,12 @@ STAGE = "track"
 
 
 def state_table(app: faust.App, context: WorkerContext) -> faust.Table:
-    partitions = context.settings.kafka.partitions
-    changelog = app.topic(
-        context.topics.tracker_changelog,
-        key_type=str,
-        value_type=None,
-        key_serializer="json",
-        value_serializer="json",
-        partitions=partitions,
-        compacting=True,
-        acks=False,
-        internal=True,
-    )
-    return app.Table(
+    return camera_table(
+        app,
+        context,
         STATE_TABLE,
+        context.topics.tracker_changelog,
         default=None,
-        key_type=str,
-        value_type=None,
-        partitions=partitions,
-        changelog_topic=changelog,
         help="per camera: tracker state (processors.tracking.TrackerState as JSON)",
     )
 
