@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -28,7 +27,7 @@ from tritonclient.utils import InferenceServerException
 from processors.classifier import MAX_BATCH, Classification
 from schemas import FrameClassification
 from streams.deadletter import Rejection
-from streams.inference import InferenceRejected, InferenceUnavailable, classify, open_grpc_client, retry_transient
+from streams.inference import InferenceRejected, InferenceUnavailable, TritonModelClient, classify, retry_transient
 from streams.retry import RetryPolicy
 
 OUTPUT_NAMES = ("CLASS_ID", "LABEL", "SCORE", "PROBABILITIES")
@@ -41,8 +40,8 @@ class ServedClassification:
     model_version: str
 
 
-class ClassifierClient:
-    """One gRPC channel to Triton for one classifier model; at most ``max_in_flight`` requests."""
+class ClassifierClient(TritonModelClient):
+    """A served classifier model; at most ``max_in_flight`` requests outstanding at once."""
 
     def __init__(
         self,
@@ -52,19 +51,7 @@ class ClassifierClient:
         timeout_s: float = 30.0,
         tls_ca_file: Path | None = None,
     ) -> None:
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
-        self.url = url
-        self.model_name = model_name
-        self.timeout_s = timeout_s
-        self.tls_ca_file = tls_ca_file
-        self._semaphore = asyncio.Semaphore(max_in_flight)
-        self._client: grpcclient.InferenceServerClient | None = None
-
-    def _grpc(self) -> grpcclient.InferenceServerClient:
-        if self._client is None:  # inside the running loop that grpc.aio binds it to
-            self._client = open_grpc_client(self.url, self.tls_ca_file)
-        return self._client
+        super().__init__(url, model_name, max_in_flight, timeout_s, tls_ca_file)
 
     async def classify(self, images: Sequence[bytes]) -> list[ServedClassification]:
         """The images as rows of requests of at most MAX_BATCH rows; one bad image rejects its request."""
@@ -111,19 +98,6 @@ class ClassifierClient:
             )
             for i in range(len(images))
         ]
-
-    async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
-
-    async def __aenter__(self) -> ClassifierClient:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
 
 def _text(value: bytes | str) -> str:

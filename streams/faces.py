@@ -23,29 +23,20 @@ from tritonclient.utils import InferenceServerException
 
 from processors.decode import decode_for_size
 from processors.faces import DEFAULT_SCORE_THRESHOLD, FaceDetections, blur_faces, unpad_faces
-from streams.inference import InferenceUnavailable, classify, open_grpc_client, retry_transient
+from streams.inference import InferenceUnavailable, TritonModelClient, classify, retry_transient
 from streams.retry import RetryPolicy
 
 FACE_MODEL = "face_detector"
 OUTPUT_NAMES = ("NUM_FACES", "BOXES", "SCORES")
 
 
-class FaceDetectorClient:
-    """One gRPC channel to Triton, created on first use inside the running event loop."""
+class FaceDetectorClient(TritonModelClient):
+    """The served ``face_detector``: one request per image (Triton batches concurrent ones)."""
 
     def __init__(
         self, url: str, model_name: str = FACE_MODEL, timeout_s: float = 30.0, tls_ca_file: Path | None = None
     ) -> None:
-        self.url = url
-        self.model_name = model_name
-        self.timeout_s = timeout_s
-        self.tls_ca_file = tls_ca_file
-        self._client: grpcclient.InferenceServerClient | None = None
-
-    def _grpc(self) -> grpcclient.InferenceServerClient:
-        if self._client is None:
-            self._client = open_grpc_client(self.url, self.tls_ca_file)
-        return self._client
+        super().__init__(url, model_name, timeout_s=timeout_s, tls_ca_file=tls_ca_file)
 
     async def detect(self, image: bytes, score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> FaceDetections:
         """The faces in one encoded image (one request; Triton batches concurrent ones)."""
@@ -66,11 +57,6 @@ class FaceDetectorClient:
             raise InferenceUnavailable(f"{type(error).__name__}: {error}") from error
         num, boxes, scores = (result.as_numpy(name) for name in OUTPUT_NAMES)
         return unpad_faces(int(num[0, 0]), boxes[0], scores[0])
-
-    async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
 
 
 Exported = Literal["snapshot", "hard_example", "annotated"]

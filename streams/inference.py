@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -110,13 +110,15 @@ def open_grpc_client(url: str, tls_ca_file: Path | None = None) -> grpcclient.In
     return grpcclient.InferenceServerClient(url, channel_args=channel_options(), creds=credentials)
 
 
-class DetectorClient:
-    """One gRPC channel to Triton; at most ``max_in_flight`` requests outstanding at once."""
+class TritonModelClient:
+    """What every stage's client of one Triton model shares: one gRPC channel, opened on first use
+    inside the running event loop (``open_grpc_client``), at most ``max_in_flight`` requests at once,
+    and closing. Subclasses add the model's own requests."""
 
     def __init__(
         self,
         url: str,
-        model_name: str = "detector",
+        model_name: str,
         max_in_flight: int = 4,
         timeout_s: float = 30.0,
         tls_ca_file: Path | None = None,
@@ -131,10 +133,36 @@ class DetectorClient:
         self._client: grpcclient.InferenceServerClient | None = None
 
     def _grpc(self) -> grpcclient.InferenceServerClient:
-        # Created on first use, inside the running event loop that grpc.aio binds it to.
         if self._client is None:
             self._client = open_grpc_client(self.url, self.tls_ca_file)
         return self._client
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class DetectorClient(TritonModelClient):
+    """The served ``detector``; at most ``max_in_flight`` requests outstanding at once."""
+
+    def __init__(
+        self,
+        url: str,
+        model_name: str = "detector",
+        max_in_flight: int = 4,
+        timeout_s: float = 30.0,
+        tls_ca_file: Path | None = None,
+    ) -> None:
+        super().__init__(url, model_name, max_in_flight, timeout_s, tls_ca_file)
 
     async def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Wait until the server and the model are ready; InferenceUnavailable after timeout_s."""
@@ -224,19 +252,6 @@ class DetectorClient:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-
-    async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
-
-    async def __aenter__(self) -> DetectorClient:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
 
 def is_unavailable(error: Exception) -> bool:
