@@ -90,9 +90,10 @@ class PersistStage:
             if self.sink.should_flush():
                 await self._flush()
 
-    async def flush_if_due(self) -> None:
+    async def flush_if_due(self, *, now: bool = False) -> None:
+        """Flush what is due; ``now``: whatever is held (the worker is stopping)."""
         async with self.lock:
-            if self.held and (not self.buffered or self.sink.should_flush()):
+            if self.held and (now or not self.buffered or self.sink.should_flush()):
                 await self._flush()
 
     def _add_one(self, event: EventT) -> Outgoing | None:
@@ -224,11 +225,17 @@ def register(app: faust.App, context: WorkerContext) -> PersistStage:
             hold(events)  # first, before any await: released by the flush that writes their rows
             await stage.add(events)
 
-    @app.timer(interval=window.total_seconds())
-    async def persist_flush_timer() -> None:
-        try:
-            await stage.flush_if_due()
-        except Exception:  # the rows stay buffered and their events held: the next tick tries again
-            log.exception("flush failed; retrying on the next tick")
+    # A task, not an ``app.timer``: a timer ends at its first tick after SIGTERM, while faust's
+    # shutdown still waits (``Consumer.wait_empty``) for the events whose rows are buffered here,
+    # so a worker stopped with rows in hand hung until its shutdown deadline. This loop runs until
+    # faust cancels the app's futures, after that wait, and once stopping it flushes at once.
+    @app.task
+    async def persist_flush_loop() -> None:
+        while True:
+            await asyncio.sleep(window.total_seconds())
+            try:
+                await stage.flush_if_due(now=app.should_stop)
+            except Exception:  # the rows stay buffered and their events held: the next tick tries again
+                log.exception("flush failed; retrying on the next tick")
 
     return stage

@@ -9,9 +9,12 @@ finished and delivered, the sink is flushed, offsets are committed.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import faulthandler
 import logging
 import os
 import socket
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -153,14 +156,31 @@ def _run_faust(app: "faust.App", log_level: str, shutdown_timeout_s: float) -> i
 
 
 def _exit_after(seconds: float) -> None:
+    loop = asyncio.get_event_loop()  # called from the signal handler, on the loop's thread
+
     def give_up() -> None:
         log.error(
             "graceful shutdown took too long; exiting without committing the events in hand",
             extra={"shutdown_timeout_s": seconds},
         )
+        _dump_stacks(loop)
         logging.shutdown()
         os._exit(EXIT_SHUTDOWN_TIMEOUT)
 
     timer = threading.Timer(seconds, give_up)
     timer.daemon = True
     timer.start()
+
+
+def _dump_stacks(loop: asyncio.AbstractEventLoop) -> None:
+    """Write every thread's and every pending task's stack to stderr: what the shutdown waited on."""
+    print("--- threads at the shutdown deadline ---", file=sys.stderr, flush=True)
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    print("--- asyncio tasks at the shutdown deadline ---", file=sys.stderr, flush=True)
+    try:  # read from this timer thread while the loop may still run: best effort, diagnostics only
+        tasks = list(asyncio.all_tasks(loop))
+    except RuntimeError:  # the set changed while it was copied
+        tasks = []
+    for task in tasks:
+        task.print_stack(limit=8, file=sys.stderr)
+    sys.stderr.flush()
