@@ -7,7 +7,9 @@ and time how long the pipeline takes to recover from it.
 Recovered means: the faulted process (worker, tritonserver, broker) is back and healthy, and
 every stage's consumer group has committed at least the end offsets the topics had when the
 fault was repaired: the backlog the fault caused is processed and committed. Faults overlap:
-one is injected every ~15 s and a recovery can take longer than that.
+one is injected every ~15 s and a recovery can take longer than that; but a broker or Triton
+fault waits until the previous one of its kind has recovered (a broker killed while the cluster
+still re-replicates after the last one measures the pile-up, not the pipeline).
 """
 
 from __future__ import annotations
@@ -159,6 +161,8 @@ class ChaosRun:
         fault = record.fault
         if fault.at_s > now or self._target_key(fault) in self._down:
             return False
+        if fault.kind in (FaultKind.BROKER, FaultKind.TRITON) and self._still_recovering(fault.kind):
+            return False  # one service fault at a time, each recovered before the next: no pile-up
         if fault.kind is FaultKind.BROKER and not self._cluster_in_sync():
             return False  # a second broker down would leave acks=all writes one in-sync replica
         record.injected_s = self.now()
@@ -167,6 +171,9 @@ class ChaosRun:
         self._down[self._target_key(fault)] = record
         self._inject(fault, record)
         return True
+
+    def _still_recovering(self, kind: FaultKind) -> bool:
+        return any(record.fault.kind is kind for record in self._recovering())
 
     def _inject(self, fault: Fault, record: FaultRecord) -> None:
         if fault.kind is FaultKind.KILL:

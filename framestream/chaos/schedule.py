@@ -53,6 +53,15 @@ class Fault:
         return f"{self.kind.value}{where} for {self.down_s:.1f}s{moved}"
 
 
+def parse_workers(text: str) -> tuple[str, ...]:
+    """``"persist,detect"`` -> the workers kills and pauses may hit; an unknown name raises ``ValueError``."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in WORKERS]
+    if unknown or not names:
+        raise ValueError(f"unknown workers {unknown or names}; choose from {', '.join(WORKERS)}")
+    return tuple(dict.fromkeys(names))
+
+
 def parse_kinds(text: str) -> tuple[FaultKind, ...]:
     """``"kill,pause"`` -> kinds; an unknown name raises ``ValueError`` listing the known ones."""
     names = [name.strip() for name in text.split(",") if name.strip()]
@@ -73,13 +82,17 @@ def build_schedule(
     warmup_s: float = 20.0,
     session_timeout_s: float = 10.0,
     brokers: int = 3,
+    workers: tuple[str, ...] = WORKERS,
 ) -> list[Fault]:
     """Faults at uniformly random seconds in ``[warmup_s, duration_s)``, about one every
-    ``mean_interval_s``; the kinds are drawn at random, each at least ``min_each`` times."""
+    ``mean_interval_s``; the kinds are drawn at random, each at least ``min_each`` times.
+    Kills and pauses hit one of ``workers``."""
     if duration_s <= warmup_s:
         raise ValueError(f"duration {duration_s}s leaves no time after the {warmup_s}s warm-up")
     if not kinds:
         raise ValueError("no fault kinds to schedule")
+    if not workers or set(workers) - set(WORKERS):
+        raise ValueError(f"workers must be some of {WORKERS}, got {workers}")
     rng = random.Random(seed)
     total = max(len(kinds) * min_each, round((duration_s - warmup_s) / mean_interval_s))
     drawn = [kind for kind in kinds for _ in range(min_each)]
@@ -87,18 +100,26 @@ def build_schedule(
     rng.shuffle(drawn)
     times = sorted(rng.uniform(warmup_s, duration_s) for _ in drawn)
     return [
-        _fault(index, at_s, kind, rng, session_timeout_s, brokers)
+        _fault(index, at_s, kind, rng, session_timeout_s, brokers, workers)
         for index, (at_s, kind) in enumerate(zip(times, drawn, strict=True))
     ]
 
 
-def _fault(index: int, at_s: float, kind: FaultKind, rng: random.Random, session_s: float, brokers: int) -> Fault:
+def _fault(
+    index: int,
+    at_s: float,
+    kind: FaultKind,
+    rng: random.Random,
+    session_s: float,
+    brokers: int,
+    workers: tuple[str, ...],
+) -> Fault:
     if kind is FaultKind.KILL:
-        target = rng.choice(WORKERS)
+        target = rng.choice(workers)
         new_id = target in MOVABLE and rng.random() < 0.3
         return Fault(index, at_s, kind, target, down_s=rng.uniform(0.5, 5.0), new_id=new_id)
     if kind is FaultKind.PAUSE:
-        return Fault(index, at_s, kind, rng.choice(WORKERS), down_s=session_s + rng.uniform(2.0, 8.0))
+        return Fault(index, at_s, kind, rng.choice(workers), down_s=session_s + rng.uniform(2.0, 8.0))
     if kind is FaultKind.TRITON:
         return Fault(index, at_s, kind, "", down_s=rng.uniform(2.0, 10.0))
     if kind is FaultKind.BROKER:

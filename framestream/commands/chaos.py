@@ -32,6 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--faults", default="kill,pause,triton,broker,malformed", help="fault kinds to inject (comma-separated)"
     )
+    parser.add_argument(
+        "--targets",
+        default="ingest,detect,alert,persist",
+        help="workers that kills and pauses may hit (comma-separated; default all)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the fault schedule and the malformed records")
     parser.add_argument(
         "--mean-interval", type=float, default=15.0, help="seconds between faults on average (default 15)"
@@ -66,11 +71,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from framestream.chaos.pipeline import SESSION_TIMEOUT_S, Pipeline, chaos_settings
     from framestream.chaos.report import build_report, print_report
     from framestream.chaos.runner import ChaosRun
-    from framestream.chaos.schedule import build_schedule, parse_kinds
+    from framestream.chaos.schedule import build_schedule, parse_kinds, parse_workers
     from framestream.services.stack import EmbeddedStack
 
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # clean up the stack, and say why the run ended
-    kinds = parse_kinds(args.faults)
+    try:
+        kinds, workers = parse_kinds(args.faults), parse_workers(args.targets)
+    except ValueError as error:
+        log.error("bad chaos arguments", extra={"error": str(error)})
+        return 2
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out = (args.out or settings.data_dir / "chaos" / run_id).resolve()
     shutil.rmtree(out, ignore_errors=True)
@@ -81,6 +90,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         kinds=kinds,
         mean_interval_s=args.mean_interval,
         session_timeout_s=SESSION_TIMEOUT_S,
+        workers=workers,
     )
     print(
         f"framestream chaos: {len(schedule)} faults over {args.duration:.0f}s, seed {args.seed}; "

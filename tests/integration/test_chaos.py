@@ -2,13 +2,15 @@
 embedded stack (three Kafka nodes, tritonserver, chDB), every fault kind at least once, and no
 invariant violated.
 
-Not here: the harness's check against a deliberately broken build
-(``FRAMESTREAM_FAULT_COMMIT_BEFORE_DELIVERY=1``, read in streams/delivery.py). A kill-only run of
-that build lost nothing and reported no violation, so such a test could not fail today; the
-README (Reliability) says so, and issue 15 stays open on it.
+And the harness against a deliberately broken build (``FRAMESTREAM_FAULT_COMMIT_BEFORE_DELIVERY=1``,
+read in streams/delivery.py only: offsets are committed before the outputs are delivered). The
+same kill-only run of the persist worker, with a 10 s flush interval so that a kill always finds
+rows buffered, is made on both builds: the real one must lose nothing, the broken one must be
+reported for frames missing from ClickHouse. (With the default 0.25 s interval a kill rarely falls
+between a commit and the flush after it, so the broken build was caught only now and then.)
 
-The 30-minute soak (README, "Reliability: chaos soak and fuzzing") is the same command with
-``--duration 30m --seed 1``.
+The 30-minute soak (README, "Reliability: chaos soak and fuzzing") is the same command as the
+first test with ``--duration 30m --seed 1``.
 """
 
 from __future__ import annotations
@@ -48,3 +50,25 @@ def test_short_soak_with_every_fault_kind_has_no_violations(tmp_path: Path) -> N
     assert all(count >= 1 for count in injected.values()), injected
     assert report["violations"] == []
     assert report["records_checked"]["frames"] > 0 and report["records_checked"]["malformed"] > 0
+
+
+BROKEN_BUILD = {"FRAMESTREAM_FAULT_COMMIT_BEFORE_DELIVERY": "1"}
+PERSIST_KILLS = ("--duration", "100s", "--seed", "11", "--faults", "kill", "--targets", "persist")
+PERSIST_KILLS += ("--mean-interval", "15", "--fps", "1")
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["real-build", "broken-build"])
+def test_persist_kills_lose_nothing_on_the_real_build_and_the_broken_build_is_caught(
+    tmp_path: Path, broken: bool
+) -> None:
+    env = {"FRAMESTREAM_WORKER_PERSIST_MAX_INTERVAL_S": "10", **(BROKEN_BUILD if broken else {})}
+    report = chaos(tmp_path, *PERSIST_KILLS, timeout_s=900, **env)
+    assert report["faults_injected"] >= 3
+    frames = report["records_checked"]["frames"]
+    assert frames > 0
+    if not broken:
+        assert report["violations"] == []
+        return
+    missing = [v for v in report["violations"] if v["check"] == "exactly-once" and "missing" in v["detail"]]
+    assert missing, report["violations"]
+    assert report["records_checked"]["clickhouse_frames"] < frames

@@ -8,7 +8,7 @@ import argparse
 import pytest
 
 from framestream.chaos.invariants import reference_alerts
-from framestream.chaos.schedule import ALL_KINDS, FaultKind, build_schedule, parse_kinds
+from framestream.chaos.schedule import ALL_KINDS, FaultKind, build_schedule, parse_kinds, parse_workers
 from framestream.commands.chaos import parse_duration
 from processors.rules import RuleEvaluator
 from schemas.rules import RuleSet
@@ -51,6 +51,20 @@ def test_parse_kinds(text: str, kinds: tuple[FaultKind, ...]) -> None:
 def test_parse_kinds_rejects_unknown(text: str) -> None:
     with pytest.raises(ValueError, match="choose from kill, pause, triton, broker, malformed"):
         parse_kinds(text)
+
+
+def test_kills_and_pauses_hit_only_the_chosen_workers() -> None:
+    schedule = build_schedule(seed=5, duration_s=600, kinds=(FaultKind.KILL, FaultKind.PAUSE), workers=("persist",))
+    assert len(schedule) > 10 and {f.target for f in schedule} == {"persist"}
+    everyone = build_schedule(seed=5, duration_s=1800, kinds=(FaultKind.KILL,))
+    assert {f.target for f in everyone} == {"ingest", "detect", "alert", "persist"}
+
+
+def test_parse_workers() -> None:
+    assert parse_workers("persist, detect,persist") == ("persist", "detect")
+    for text in ("", "persist,triton"):
+        with pytest.raises(ValueError, match="choose from ingest, detect, alert, persist"):
+            parse_workers(text)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("1h", 3600), ("1.5m", 90)])
