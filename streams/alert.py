@@ -15,12 +15,9 @@ replay (deduplicated downstream) rather than losing an alert.
 from __future__ import annotations
 
 import logging
-import time
-from functools import partial
 
 import faust
 from faust.types import EventT
-from pydantic import ValidationError
 
 from processors.rules import CooldownState, RuleEvaluator
 from schemas import Alert, FrameDetections
@@ -28,6 +25,7 @@ from schemas.base import utc_now
 from streams.context import WorkerContext, camera_table, raw_topic
 from streams.deadletter import DeadLetterRule, Rejection
 from streams.delivery import Outgoing, hold, produce_in_order, release
+from streams.records import parse_detections, process_one
 from streams.snapshots import SnapshotSettings, SnapshotTaker
 
 log = logging.getLogger(__name__)
@@ -44,19 +42,6 @@ def cooldowns_table(app: faust.App, context: WorkerContext) -> faust.Table:
         default=dict,
         help="per camera: rule id -> captured_at of its last alert",
     )
-
-
-def parse_detections(event: EventT) -> FrameDetections | Rejection:
-    """The frame's detections, or why the record cannot be used here."""
-    try:
-        frame = FrameDetections.model_validate_json(event.message.value or b"")
-    except ValidationError as error:
-        return Rejection(f"invalid FrameDetections: {error}", "ValidationError")
-    key = (event.message.key or b"").decode("utf-8", errors="replace")
-    if key != frame.camera_id:
-        # The cooldown state is stored in the record's partition, which is the key's.
-        return Rejection(f"record key {key!r} differs from camera_id {frame.camera_id!r}", "KeyMismatch")
-    return frame
 
 
 class AlertStage:
@@ -79,16 +64,14 @@ class AlertStage:
         self.retry = context.retry
 
     async def process(self, event: EventT) -> None:
-        started = time.perf_counter()
-        outcome: FrameDetections | Rejection | None = parse_detections(event)
-        if isinstance(outcome, FrameDetections):
-            outcome = await self.dead_letters.guard_async(partial(self._evaluate, outcome))
-        if isinstance(outcome, Rejection):
-            await self._dead_letter(event, outcome)
-        else:
-            self.metrics.frames.labels(stage=STAGE, outcome="ok").inc()
-        self.metrics.processed(event.message.tp, event.message.offset)
-        self.metrics.latency.labels(stage=STAGE, step="evaluate").observe(time.perf_counter() - started)
+        await process_one(event, self._handle, step="evaluate", dead_letters=self.dead_letters, retry=self.retry)
+
+    async def _handle(self, event: EventT) -> list[Outgoing] | Rejection:
+        frame = parse_detections(event)
+        if isinstance(frame, Rejection):
+            return frame
+        await self._evaluate(frame)  # produces its alerts itself: the cooldowns are stored after their delivery
+        return []
 
     async def _evaluate(self, frame: FrameDetections) -> None:
         state: CooldownState = dict(self.table[frame.camera_id])
@@ -103,10 +86,6 @@ class AlertStage:
                 log.info("alert", extra={"alert_id": alert.alert_id, "severity": alert.severity.value})
         if evaluation.state != state:
             self.table[frame.camera_id] = evaluation.state
-
-    async def _dead_letter(self, event: EventT, rejection: Rejection) -> None:
-        await produce_in_order([self.dead_letters.record(event, rejection)], retry=self.retry)
-        self.metrics.frames.labels(stage=STAGE, outcome="deadletter").inc()
 
     def _record(self, alert: Alert) -> Outgoing:
         return Outgoing(self.alerts_topic, alert.camera_id.encode(), alert.model_dump_json().encode())

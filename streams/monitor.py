@@ -26,9 +26,7 @@ everything either returns is produced together, in order, before the record is r
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime
-from functools import partial
 
 import faust
 from faust.types import EventT
@@ -43,8 +41,9 @@ from schemas.model_alerts import ModelAlert, model_alert_id_for
 from schemas.reviews import AlertReview
 from streams.context import WorkerContext, raw_topic
 from streams.deadletter import DeadLetterRule, Rejection
-from streams.delivery import Outgoing, hold, produce_in_order, release
+from streams.delivery import Outgoing, hold, release
 from streams.hard_examples import HardExampleCapture
+from streams.records import parse_detections, process_one
 
 log = logging.getLogger(__name__)
 STAGE = "monitor"
@@ -67,17 +66,6 @@ class MonitorSettings(BaseSettings):
     def drift_config(self) -> DriftConfig:
         """Raises ``ValueError`` for an inconsistent combination (e.g. end_psi above min_psi)."""
         return DriftConfig(**self.model_dump())
-
-
-def parse_detections(event: EventT) -> FrameDetections | Rejection:
-    try:
-        frame = FrameDetections.model_validate_json(event.message.value or b"")
-    except ValidationError as error:
-        return Rejection(f"invalid FrameDetections: {error}", "ValidationError")
-    key = (event.message.key or b"").decode("utf-8", errors="replace")
-    if key != frame.camera_id:  # a camera's windows live with its partition, which is the key's
-        return Rejection(f"record key {key!r} differs from camera_id {frame.camera_id!r}", "KeyMismatch")
-    return frame
 
 
 def parse_review(event: EventT) -> AlertReview | Rejection:
@@ -159,17 +147,7 @@ class MonitorStage:
         )
 
     async def process(self, event: EventT) -> None:
-        started = time.perf_counter()
-        outcome = await self.dead_letters.guard_async(partial(self._handle, event))
-        if isinstance(outcome, Rejection):
-            outcome = [self.dead_letters.record(event, outcome)]
-            self.metrics.frames.labels(stage=STAGE, outcome="deadletter").inc()
-        else:
-            self.metrics.frames.labels(stage=STAGE, outcome="ok").inc()
-        if outcome:
-            await produce_in_order(outcome, retry=self.retry)
-        self.metrics.processed(event.message.tp, event.message.offset)
-        self.metrics.latency.labels(stage=STAGE, step="monitor").observe(time.perf_counter() - started)
+        await process_one(event, self._handle, step="monitor", dead_letters=self.dead_letters, retry=self.retry)
 
     async def _handle(self, event: EventT) -> list[Outgoing] | Rejection:
         if event.message.topic == self.context.topics.alert_reviews:

@@ -29,7 +29,7 @@ from pathlib import Path
 import faust
 import numpy as np
 from faust.types import EventT
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.agreement import LabelledBox, agreement
@@ -42,8 +42,9 @@ from schemas.coco import class_name
 from schemas.model_agreement import ModelAgreement
 from streams.context import WorkerContext, raw_topic
 from streams.deadletter import DeadLetterRule, Rejection
-from streams.delivery import Outgoing, hold, produce_in_order, release
+from streams.delivery import Outgoing, hold, release
 from streams.frame_reader import FrameFetchError, KafkaFrameFetcher
+from streams.records import parse_frame_detections, process_one
 from streams.retry import retry_sync
 
 log = logging.getLogger(__name__)
@@ -144,23 +145,12 @@ class ShadowStage:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
 
     async def process(self, event: EventT) -> None:
-        started = time.perf_counter()
-        outcome = await self.dead_letters.guard_async(partial(self._handle, event))
-        if isinstance(outcome, Rejection):
-            outcome = [self.dead_letters.record(event, outcome)]
-            self.metrics.frames.labels(stage=STAGE, outcome="deadletter").inc()
-        else:
-            self.metrics.frames.labels(stage=STAGE, outcome="ok").inc()
-        if outcome:
-            await produce_in_order(outcome, retry=self.retry)
-        self.metrics.processed(event.message.tp, event.message.offset)
-        self.metrics.latency.labels(stage=STAGE, step="shadow").observe(time.perf_counter() - started)
+        await process_one(event, self._handle, step="shadow", dead_letters=self.dead_letters, retry=self.retry)
 
     async def _handle(self, event: EventT) -> list[Outgoing] | Rejection:
-        try:
-            frame = FrameDetections.model_validate_json(event.message.value or b"")
-        except ValidationError as error:
-            return Rejection(f"invalid FrameDetections: {error}", "ValidationError")
+        frame = parse_frame_detections(event)  # any key: this stage keeps no per-camera state
+        if isinstance(frame, Rejection):
+            return frame
         if frame.frame_seq % self.settings.sample_every:
             return []
         loop = asyncio.get_running_loop()

@@ -20,8 +20,6 @@ store the new state (as the alert stage does with its cooldowns). So after a cra
 from __future__ import annotations
 
 import logging
-import time
-from functools import partial
 
 import faust
 from faust.types import EventT
@@ -35,6 +33,7 @@ from schemas.tracks import FrameTracks
 from streams.context import WorkerContext, camera_table, raw_topic
 from streams.deadletter import DeadLetterRule, Rejection
 from streams.delivery import Outgoing, hold, produce_in_order, release
+from streams.records import parse_detections, process_one
 from streams.snapshots import SnapshotSettings, SnapshotTaker
 
 log = logging.getLogger(__name__)
@@ -51,17 +50,6 @@ def state_table(app: faust.App, context: WorkerContext) -> faust.Table:
         default=None,
         help="per camera: tracker state (processors.tracking.TrackerState as JSON)",
     )
-
-
-def parse_detections(event: EventT) -> FrameDetections | Rejection:
-    try:
-        frame = FrameDetections.model_validate_json(event.message.value or b"")
-    except ValidationError as error:
-        return Rejection(f"invalid FrameDetections: {error}", "ValidationError")
-    key = (event.message.key or b"").decode("utf-8", errors="replace")
-    if key != frame.camera_id:  # the state lives in the key's partition
-        return Rejection(f"record key {key!r} differs from camera_id {frame.camera_id!r}", "KeyMismatch")
-    return frame
 
 
 def tracker_config(context: WorkerContext) -> TrackerConfig:
@@ -95,17 +83,14 @@ class TrackStage:
         self.retry = context.retry
 
     async def process(self, event: EventT) -> None:
-        started = time.perf_counter()
-        outcome: FrameDetections | Rejection | str = parse_detections(event)
-        if isinstance(outcome, FrameDetections):
-            outcome = await self.dead_letters.guard_async(partial(self._track, outcome))
-        if isinstance(outcome, Rejection):
-            await produce_in_order([self.dead_letters.record(event, outcome)], retry=self.retry)
-            outcome = "deadletter"
-        label = outcome if outcome in ("deadletter", "replayed") else "ok"  # replayed: skipped, see the module doc
-        self.metrics.frames.labels(stage=STAGE, outcome=label).inc()
-        self.metrics.processed(event.message.tp, event.message.offset)
-        self.metrics.latency.labels(stage=STAGE, step="track").observe(time.perf_counter() - started)
+        await process_one(event, self._handle, step="track", dead_letters=self.dead_letters, retry=self.retry)
+
+    async def _handle(self, event: EventT) -> list[Outgoing] | Rejection | str:
+        frame = parse_detections(event)
+        if isinstance(frame, Rejection):
+            return frame
+        outcome = await self._track(frame)  # produces its records itself: the state is stored after their delivery
+        return "replayed" if outcome == "replayed" else []  # replayed: skipped, see the module doc
 
     async def _track(self, frame: FrameDetections) -> str:
         stored = self._stored_state(frame.camera_id)

@@ -14,13 +14,14 @@ from prometheus_client import CollectorRegistry
 
 from processors.detector import ObjectDetections
 from schemas import DeadLetter, StageTimings
-from streams.alert import parse_detections
 from streams.app import Stage, app_id, parse_stages
 from streams.deadletter import DeadLetterRule, Rejection, build_dead_letter
+from streams.delivery import Outgoing
 from streams.detect import FrameArrival, parse_frame, timings_of, to_detections
 from streams.inference import InferenceUnavailable
 from streams.metrics import WorkerMetrics
-from streams.retry import RetryCancelled
+from streams.records import Handled, parse_detections, parse_frame_detections, process_one
+from streams.retry import RetryCancelled, RetryPolicy
 from streams.topics import TopicNames
 from tests.factories import BASE_TIME, make_frame_detections, make_frame_meta
 
@@ -128,7 +129,7 @@ def test_stage_timings_of_a_frame_fit_the_schema() -> None:
     assert isinstance(timings, StageTimings) and timings.ingest_ms is None
 
 
-# --- alert --------------------------------------------------------------------------------------
+# --- records (alert, track, monitor, shadow) ------------------------------------------------------
 
 
 def test_parse_detections_accepts_the_detect_stage_output() -> None:
@@ -146,6 +147,12 @@ def test_parse_detections_accepts_the_detect_stage_output() -> None:
 )
 def test_parse_detections_rejects(value: bytes, key: bytes | None, error_type: str) -> None:
     assert parse_detections(event(value, key=key))[1] == error_type
+
+
+def test_parse_frame_detections_takes_any_key_but_not_an_invalid_record() -> None:
+    frame = make_frame_detections("cam-1", 3)
+    assert parse_frame_detections(event(frame.model_dump_json().encode(), key=b"cam-2")) == frame
+    assert parse_frame_detections(event(b"{not json"))[1] == "ValidationError"
 
 
 # --- dead letters -------------------------------------------------------------------------------
@@ -270,6 +277,62 @@ def test_dead_letter_rule_logs_each_letter_once_and_keeps_the_original(
         )
         == 1.0
     )
+
+
+class DeliveredTopic:
+    """Stands in for a faust topic: every record sent is delivered at once."""
+
+    def __init__(self) -> None:
+        self.delivered: list[bytes] = []
+
+    async def send(self, *, key: bytes | None, value: bytes, force: bool) -> asyncio.Future:
+        self.delivered.append(value)
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+RETRY = RetryPolicy(initial_s=0.01, max_s=0.01)
+
+# What process_one makes of a handler's result: the outcome counted, and whether a dead letter went out.
+PROCESS_CASES = [
+    ([b"a", b"b"], "ok", False),
+    ([], "ok", False),
+    ("replayed", "replayed", False),
+    (Rejection("invalid FrameDetections", "ValidationError"), "deadletter", True),
+    (Boom("bad state"), "deadletter", True),
+]
+
+
+@pytest.mark.parametrize(("result", "outcome", "dead_letter"), PROCESS_CASES)
+def test_process_one_produces_then_counts_one_outcome(result: object, outcome: str, dead_letter: bool) -> None:
+    metrics = WorkerMetrics("w", CollectorRegistry())
+    outputs, dead_letters = DeliveredTopic(), DeliveredTopic()
+    rule = DeadLetterRule(dead_letters, "monitor", metrics)
+
+    async def handle(_: object) -> Handled:
+        if isinstance(result, Exception):
+            raise result
+        return [Outgoing(outputs, b"k", value) for value in result] if isinstance(result, list) else result
+
+    asyncio.run(process_one(event(b"x"), handle, step="monitor", dead_letters=rule, retry=RETRY))
+    assert outputs.delivered == (result if isinstance(result, list) else [])
+    assert [DeadLetter.model_validate_json(v).stage for v in dead_letters.delivered] == ["monitor"] * dead_letter
+    sample = metrics.registry.get_sample_value
+    assert sample("framestream_frames_total", {"stage": "monitor", "outcome": outcome}) == 1.0
+    assert sample("framestream_stage_latency_seconds_count", {"stage": "monitor", "step": "monitor"}) == 1.0
+
+
+def test_process_one_passes_a_transient_fault_through_uncounted() -> None:
+    metrics = WorkerMetrics("w", CollectorRegistry())
+    rule = DeadLetterRule(DeliveredTopic(), "track", metrics)
+
+    async def handle(_: object) -> Handled:
+        raise ConnectionError("broker went away")
+
+    with pytest.raises(ConnectionError):
+        asyncio.run(process_one(event(b"x"), handle, step="track", dead_letters=rule, retry=RETRY))
+    assert metrics.registry.get_sample_value("framestream_frames_total", {"stage": "track", "outcome": "ok"}) is None
 
 
 # --- metrics ------------------------------------------------------------------------------------

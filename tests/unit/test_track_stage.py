@@ -13,8 +13,9 @@ from schemas.base import utc_now
 from schemas.rules import RuleSet
 from streams.context import WorkerSettings
 from streams.metrics import WorkerMetrics
+from streams.records import parse_detections
 from streams.topics import TopicNames
-from streams.track import TrackStage, parse_detections, tracker_config
+from streams.track import TrackStage, tracker_config
 from tests.factories import make_detection, make_frame_detections
 
 
