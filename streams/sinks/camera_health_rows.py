@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from schemas.camera_health import CameraHealth
+from streams.sinks.shared_rows import copy_row
 
 
 class CameraHealthRow(NamedTuple):
@@ -37,26 +38,5 @@ class CameraHealthRow(NamedTuple):
 
 
 def camera_health_row(report: CameraHealth) -> CameraHealthRow:
-    return CameraHealthRow(
-        health_id=report.health_id,
-        camera_id=report.camera_id,
-        run_id=report.run_id,
-        report_seq=report.report_seq,
-        reported_at=report.reported_at,
-        trigger=report.trigger.value,
-        state=report.state.value,
-        target_fps=report.target_fps,
-        achieved_fps=report.achieved_fps,
-        window_s=report.window_s,
-        frames=report.frames,
-        decode_errors=report.decode_errors,
-        reconnects=report.reconnects,
-        frames_total=report.frames_total,
-        decode_errors_total=report.decode_errors_total,
-        reconnects_total=report.reconnects_total,
-        frame_age_ms_p50=report.frame_age_ms_p50,
-        frame_age_ms_max=report.frame_age_ms_max,
-        last_frame_at=report.last_frame_at,
-        offline_since=report.offline_since,
-        outage_s=report.outage_s,
-    )
+    # Every other column is the report's field of the same name; enums are stored as their text.
+    return copy_row(CameraHealthRow, report, trigger=report.trigger.value, state=report.state.value)

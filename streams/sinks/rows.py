@@ -33,6 +33,7 @@ from streams.sinks.model_rows import (
     model_alert_row,
     review_version,
 )
+from streams.sinks.shared_rows import copy_row
 from streams.sinks.track_rows import (
     CrossingRow,
     OccupancyRow,
@@ -172,19 +173,23 @@ Persistable: TypeAlias = (
 )  # fmt: skip
 
 
+IntBounds: TypeAlias = tuple[tuple[str, tuple[int, int]], ...]
+
+
 @dataclass(frozen=True)
 class Table:
     """A target table: its row type (= its insert columns), the id it deduplicates on, its time
     column, the sorting-key columns before the id (they narrow the lookup of stored ids), the
     ranges of its integer columns, and whether the time is the same in a re-processed message
-    (only then may the lookup of stored ids narrow by time)."""
+    (only then may the lookup of stored ids narrow by time). The defaults are those of most
+    tables: one camera's rows by capture time."""
 
     name: str
     row_type: type[Row]
     id_column: str
-    time_column: str
-    lookup_columns: tuple[str, ...]
-    int_bounds: tuple[tuple[str, tuple[int, int]], ...]
+    time_column: str = "captured_at"
+    lookup_columns: tuple[str, ...] = ("camera_id",)
+    int_bounds: IntBounds = ()
     time_is_deterministic: bool = True
 
     @property
@@ -195,30 +200,19 @@ class Table:
         return getattr(row, self.id_column)
 
 
+def _in_range(bounds: tuple[int, int], *columns: str) -> IntBounds:
+    return tuple((column, bounds) for column in columns)
+
+
+_FRAME_SEQ = ("frame_seq", UINT64)
+
 FRAMES = Table(
-    "frames",
-    FrameRow,
-    "event_id",
-    "captured_at",
-    ("camera_id",),
-    (("frame_seq", UINT64), ("width", UINT32), ("height", UINT32), ("object_count", UINT32)),
+    "frames", FrameRow, "event_id", int_bounds=(_FRAME_SEQ, *_in_range(UINT32, "width", "height", "object_count"))
 )
 DETECTIONS = Table(
-    "detections",
-    DetectionRow,
-    "detection_id",
-    "captured_at",
-    ("camera_id",),
-    (("frame_seq", UINT64), ("object_index", UINT16), ("class_id", UINT16)),
+    "detections", DetectionRow, "detection_id", int_bounds=(_FRAME_SEQ, *_in_range(UINT16, "object_index", "class_id"))
 )
-ALERTS = Table(
-    "alerts",
-    AlertRow,
-    "alert_id",
-    "captured_at",
-    ("camera_id",),
-    (("frame_seq", UINT64), ("object_count", UINT32)),
-)
+ALERTS = Table("alerts", AlertRow, "alert_id", int_bounds=(_FRAME_SEQ, ("object_count", UINT32)))
 DEAD_LETTERS = Table(
     "dead_letters",
     DeadLetterRow,
@@ -232,72 +226,39 @@ HARD_EXAMPLES = Table(
     "hard_examples",
     HardExampleRow,
     "example_id",
-    "captured_at",
-    ("camera_id",),
-    (("frame_seq", UINT64), ("width", UINT32), ("height", UINT32), ("prediction_count", UINT32)),
+    int_bounds=(_FRAME_SEQ, *_in_range(UINT32, "width", "height", "prediction_count")),
 )
 # Track stage (migration 0005): a FrameTracks message writes these four.
-TRACK_POINTS = Table("track_points", TrackPointRow, "point_id", "captured_at", ("camera_id",), (("frame_seq", UINT64),))
-LINE_CROSSINGS = Table(
-    "line_crossings", CrossingRow, "crossing_id", "captured_at", ("camera_id",), (("frame_seq", UINT64),)
-)
-ZONE_VISITS = Table(
-    "zone_visits",
-    ZoneVisitRow,
-    "visit_id",
-    "captured_at",
-    ("camera_id",),
-    (("frame_seq", UINT64), ("entered_seq", UINT64)),
-)
-ZONE_OCCUPANCY = Table(
-    "zone_occupancy",
-    OccupancyRow,
-    "occupancy_id",
-    "captured_at",
-    ("camera_id",),
-    (("frame_seq", UINT64), ("objects", UINT32)),
-)
+TRACK_POINTS = Table("track_points", TrackPointRow, "point_id", int_bounds=(_FRAME_SEQ,))
+LINE_CROSSINGS = Table("line_crossings", CrossingRow, "crossing_id", int_bounds=(_FRAME_SEQ,))
+ZONE_VISITS = Table("zone_visits", ZoneVisitRow, "visit_id", int_bounds=(_FRAME_SEQ, ("entered_seq", UINT64)))
+ZONE_OCCUPANCY = Table("zone_occupancy", OccupancyRow, "occupancy_id", int_bounds=(_FRAME_SEQ, ("objects", UINT32)))
 # Monitor stage and alert reviews (migration 0003).
 MODEL_ALERTS = Table(
     "model_alerts",
     ModelAlertRow,
     "model_alert_id",
-    "captured_at",
-    ("camera_id",),
-    tuple((column, UINT32) for column in ("reference_frames", "window_frames", "reference_samples", "window_samples"))
-    + tuple(
-        (column, UINT64) for column in ("reference_first_seq", "reference_last_seq", "window_first_seq", "frame_seq")
-    ),
+    int_bounds=_in_range(UINT32, "reference_frames", "window_frames", "reference_samples", "window_samples")
+    + _in_range(UINT64, "reference_first_seq", "reference_last_seq", "window_first_seq", "frame_seq"),
 )
-ALERT_REVIEWS = Table("alert_reviews", AlertReviewRow, "review_version", "reviewed_at", ("camera_id",), ())
+ALERT_REVIEWS = Table("alert_reviews", AlertReviewRow, "review_version", "reviewed_at")
 # Camera health from ingest (migration 0006).
 CAMERA_HEALTH = Table(
     "camera_health",
     CameraHealthRow,
     "health_id",
     "reported_at",
-    ("camera_id",),
-    (("report_seq", UINT32), ("frames", UINT32), ("decode_errors", UINT32), ("reconnects", UINT32))
-    + tuple((column, UINT64) for column in ("frames_total", "decode_errors_total", "reconnects_total")),
+    int_bounds=_in_range(UINT32, "report_seq", "frames", "decode_errors", "reconnects")
+    + _in_range(UINT64, "frames_total", "decode_errors_total", "reconnects_total"),
 )
 # Classifier verdicts of frames (migration 0008).
-CLASSIFICATIONS = Table(
-    "classifications",
-    ClassificationRow,
-    "event_id",
-    "captured_at",
-    ("camera_id",),
-    (("frame_seq", UINT64), ("class_id", UINT16)),
-)
+CLASSIFICATIONS = Table("classifications", ClassificationRow, "event_id", int_bounds=(_FRAME_SEQ, ("class_id", UINT16)))
 # Shadow mode: a candidate detector vs the served one (migration 0009).
 MODEL_AGREEMENT = Table(
     "model_agreement",
     ModelAgreementRow,
     "agreement_id",
-    "captured_at",
-    ("camera_id",),
-    (("frame_seq", UINT64),)
-    + tuple((column, UINT32) for column in ("current_objects", "candidate_objects", "matched")),
+    int_bounds=(_FRAME_SEQ, *_in_range(UINT32, "current_objects", "candidate_objects", "matched")),
 )
 TABLES: tuple[Table, ...] = (
     FRAMES,
@@ -372,25 +333,15 @@ def dead_letter_id(letter: DeadLetter) -> str:
 
 
 def frame_row(message: FrameDetections) -> FrameRow:
-    stats, timings = message.stats, message.timings
-    return FrameRow(
-        event_id=message.event_id,
-        camera_id=message.camera_id,
-        frame_seq=message.frame_seq,
-        captured_at=message.captured_at,
-        detected_at=message.detected_at,
-        width=message.width,
-        height=message.height,
-        model_name=message.model_name,
-        model_version=message.model_version,
+    stats = message.stats  # absent from some producers: its columns are then NULL
+    return copy_row(
+        FrameRow,
+        message,
+        message.timings,
         object_count=len(message.detections),
         brightness=stats.brightness if stats else None,
         sharpness=stats.sharpness if stats else None,
         contrast=stats.contrast if stats else None,
-        ingest_ms=timings.ingest_ms,
-        queue_ms=timings.queue_ms,
-        batch_wait_ms=timings.batch_wait_ms,
-        triton_ms=timings.triton_ms,
     )
 
 
@@ -398,106 +349,48 @@ def classification_rows(message: FrameDetections) -> tuple[ClassificationRow, ..
     verdict = message.classification
     if verdict is None:
         return ()
-    return (
-        ClassificationRow(
-            event_id=message.event_id,
-            camera_id=message.camera_id,
-            frame_seq=message.frame_seq,
-            captured_at=message.captured_at,
-            label=verdict.label,
-            class_id=verdict.class_id,
-            score=verdict.score,
-            model_name=verdict.model_name,
-            model_version=verdict.model_version,
-        ),
-    )
+    # The classifier's model, not the detector's (the message has its own model_name/version).
+    model = {"model_name": verdict.model_name, "model_version": verdict.model_version}
+    return (copy_row(ClassificationRow, verdict, message, **model),)
 
 
 def detection_rows(message: FrameDetections) -> tuple[DetectionRow, ...]:
     return tuple(
-        DetectionRow(
-            detection_id=detection.detection_id,
-            event_id=message.event_id,
-            camera_id=message.camera_id,
-            frame_seq=message.frame_seq,
-            object_index=index,
-            captured_at=message.captured_at,
-            class_id=detection.class_id,
-            class_name=detection.class_name,
-            score=detection.score,
-            x1=detection.box.x1,
-            y1=detection.box.y1,
-            x2=detection.box.x2,
-            y2=detection.box.y2,
-            model_name=message.model_name,
-            model_version=message.model_version,
-        )
+        copy_row(DetectionRow, detection, detection.box, message, object_index=index)
         for index, detection in enumerate(message.detections)
     )
 
 
 def alert_row(alert: Alert) -> AlertRow:
-    return AlertRow(
-        alert_id=alert.alert_id,
-        rule_id=alert.rule_id,
-        severity=alert.severity.value,
-        camera_id=alert.camera_id,
-        frame_seq=alert.frame_seq,
-        event_id=alert.event_id,
-        captured_at=alert.captured_at,
-        raised_at=alert.raised_at,
-        class_name=alert.class_name,
-        score=alert.score,
-        x1=alert.box.x1,
-        y1=alert.box.y1,
-        x2=alert.box.x2,
-        y2=alert.box.y2,
-        zone=alert.zone,
-        object_count=alert.object_count,
-        message=alert.message,
-        snapshot_url=alert.snapshot_url,
-    )
+    return copy_row(AlertRow, alert, alert.box, severity=alert.severity.value)
 
 
 def dead_letter_row(letter: DeadLetter) -> DeadLetterRow:
-    return DeadLetterRow(
+    return copy_row(
+        DeadLetterRow,
+        letter,
         dead_letter_id=dead_letter_id(letter),
-        stage=letter.stage,
-        error_type=letter.error_type,
-        reason=letter.reason,
-        source_topic=letter.source_topic,
-        source_partition=letter.source_partition,
-        source_offset=letter.source_offset,
         record_key=letter.key,
         headers=dict(letter.headers),
         original_size=len(letter.original),
         original_sha256=hashlib.sha256(letter.original).hexdigest(),
         original_head=letter.original[:ORIGINAL_HEAD_BYTES],
-        failed_at=letter.failed_at,
     )
 
 
 def hard_example_row(example: HardExample) -> HardExampleRow:
     predictions = json.dumps([detection.model_dump(mode="json") for detection in example.predictions])
-    return HardExampleRow(
-        example_id=example.example_id,
-        camera_id=example.camera_id,
-        frame_seq=example.frame_seq,
-        event_id=example.event_id,
+    return copy_row(
+        HardExampleRow,
+        example,
         reason=example.reason.value,
-        detail=example.detail,
-        captured_at=example.captured_at,
-        sampled_at=example.sampled_at,
-        image_uri=example.image_uri,
-        predictions_uri=example.predictions_uri,
-        width=example.width,
-        height=example.height,
-        model_name=example.model_name,
-        model_version=example.model_version,
         prediction_count=len(example.predictions),
         predictions=predictions,
-        review_id=example.review_id,
     )
+
+
+def _one_row(table: Table, row: Row) -> tuple[TableRows, ...]:
+    return (TableRows(table, (row,)),)
 
 
 def rows_for(message: Persistable) -> MessageRows:
@@ -507,11 +400,11 @@ def rows_for(message: Persistable) -> MessageRows:
         if message.classification is not None:
             parts += (TableRows(CLASSIFICATIONS, classification_rows(message)),)
     elif isinstance(message, Alert):
-        parts = (TableRows(ALERTS, (alert_row(message),)),)
+        parts = _one_row(ALERTS, alert_row(message))
     elif isinstance(message, DeadLetter):
-        parts = (TableRows(DEAD_LETTERS, (dead_letter_row(message),)),)
+        parts = _one_row(DEAD_LETTERS, dead_letter_row(message))
     elif isinstance(message, HardExample):
-        parts = (TableRows(HARD_EXAMPLES, (hard_example_row(message),)),)
+        parts = _one_row(HARD_EXAMPLES, hard_example_row(message))
     elif isinstance(message, FrameTracks):
         parts = (
             TableRows(TRACK_POINTS, track_point_rows(message)),
@@ -520,13 +413,13 @@ def rows_for(message: Persistable) -> MessageRows:
             TableRows(ZONE_OCCUPANCY, occupancy_rows(message)),
         )
     elif isinstance(message, ModelAlert):
-        parts = (TableRows(MODEL_ALERTS, (model_alert_row(message),)),)
+        parts = _one_row(MODEL_ALERTS, model_alert_row(message))
     elif isinstance(message, AlertReview):
-        parts = (TableRows(ALERT_REVIEWS, (alert_review_row(message),)),)
+        parts = _one_row(ALERT_REVIEWS, alert_review_row(message))
     elif isinstance(message, CameraHealth):
-        parts = (TableRows(CAMERA_HEALTH, (camera_health_row(message),)),)
+        parts = _one_row(CAMERA_HEALTH, camera_health_row(message))
     elif isinstance(message, ModelAgreement):
-        parts = (TableRows(MODEL_AGREEMENT, (model_agreement_row(message),)),)
+        parts = _one_row(MODEL_AGREEMENT, model_agreement_row(message))
     else:
         raise TypeError(
             f"cannot persist a {type(message).__name__}; expected FrameDetections, Alert, DeadLetter, HardExample "

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from schemas.tracks import FrameTracks
+from streams.sinks.shared_rows import copy_row
 
 
 class TrackPointRow(NamedTuple):
@@ -78,24 +79,8 @@ def tracks_message_id(message: FrameTracks) -> str:
 def track_point_rows(message: FrameTracks) -> tuple[TrackPointRow, ...]:
     """One row per tracked object; untracked detections stay in ``detections`` only."""
     return tuple(
-        TrackPointRow(
-            point_id=f"{obj.track_id}:{message.frame_seq}",
-            track_id=obj.track_id,
-            camera_id=message.camera_id,
-            frame_seq=message.frame_seq,
-            event_id=message.event_id,
-            captured_at=message.captured_at,
-            class_name=obj.class_name,
-            score=obj.score,
-            x1=obj.box.x1,
-            y1=obj.box.y1,
-            x2=obj.box.x2,
-            y2=obj.box.y2,
-            anchor_x=obj.anchor_x,
-            anchor_y=obj.anchor_y,
-            speed_px_s=obj.speed_px_s,
-            age_s=obj.age_s,
-            zones=list(obj.zones),
+        copy_row(
+            TrackPointRow, obj, obj.box, message, point_id=f"{obj.track_id}:{message.frame_seq}", zones=list(obj.zones)
         )
         for obj in message.objects
         if obj.track_id is not None
@@ -104,51 +89,17 @@ def track_point_rows(message: FrameTracks) -> tuple[TrackPointRow, ...]:
 
 def crossing_rows(message: FrameTracks) -> tuple[CrossingRow, ...]:
     return tuple(
-        CrossingRow(
-            crossing_id=crossing.crossing_id,
-            camera_id=message.camera_id,
-            line=crossing.line,
-            direction=crossing.direction.value,
-            track_id=crossing.track_id,
-            class_name=crossing.class_name,
-            frame_seq=message.frame_seq,
-            event_id=message.event_id,
-            captured_at=message.captured_at,
-        )
-        for crossing in message.crossings
+        copy_row(CrossingRow, crossing, message, direction=crossing.direction.value) for crossing in message.crossings
     )
 
 
 def zone_visit_rows(message: FrameTracks) -> tuple[ZoneVisitRow, ...]:
-    return tuple(
-        ZoneVisitRow(
-            visit_id=visit.visit_id,
-            camera_id=message.camera_id,
-            zone=visit.zone,
-            track_id=visit.track_id,
-            class_name=visit.class_name,
-            entered_seq=visit.entered_seq,
-            entered_at=visit.entered_at,
-            last_seen_at=visit.last_seen_at,
-            dwell_s=visit.dwell_s,
-            ended=visit.ended,
-            frame_seq=message.frame_seq,
-            captured_at=message.captured_at,
-        )
-        for visit in message.visits
-    )
+    return tuple(copy_row(ZoneVisitRow, visit, message) for visit in message.visits)
 
 
 def occupancy_rows(message: FrameTracks) -> tuple[OccupancyRow, ...]:
+    # ``objects`` is named: the message has a field of that name too (its tracked objects).
     return tuple(
-        OccupancyRow(
-            occupancy_id=f"{message.event_id}:{count.zone}",
-            camera_id=message.camera_id,
-            zone=count.zone,
-            frame_seq=message.frame_seq,
-            event_id=message.event_id,
-            captured_at=message.captured_at,
-            objects=count.objects,
-        )
+        copy_row(OccupancyRow, count, message, occupancy_id=f"{message.event_id}:{count.zone}", objects=count.objects)
         for count in message.occupancy
     )
