@@ -10,7 +10,6 @@ Here the flush interval is a minute, so rows are always buffered when the signal
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,11 +57,8 @@ def test_sigterm_with_rows_buffered_stores_them_and_exits_cleanly(
         # Every record taken into the buffer (the take histogram counts them) and none flushed.
         worker.wait_for_metric("framestream_batch_size_sum", RECORDS, 120, stage="persist_take")
         assert worker.metric("framestream_persisted_messages_total", kind="detections") == 0
-        signalled = time.monotonic()
-        code = worker.terminate()
-        stop_s = time.monotonic() - signalled
-        assert code == 0, worker.log_tail()
-        assert stop_s < 15, f"stopping took {stop_s:.1f}s"
+        # A hang ends at the 20 s shutdown deadline with exit 3 (and the stacks in the log).
+        assert worker.terminate() == 0, worker.log_tail()
     finally:
         worker.kill()
 
