@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-from dataclasses import dataclass
+import os
+import re
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -154,20 +156,48 @@ class LagProbeProcess:
 class ResourceSample:
     at_s: float
     rss_mb: float
-    fds: int
+    fds: int  # every open descriptor
     threads: int
+    # Descriptors other than per-thread /proc statistics files. chDB (ClickHouse) keeps
+    # /proc/<pid>/task/<tid>/{stat,schedstat,io} open for each pool thread that ever ran part of
+    # a query, so its count climbs towards 3 x its threads as queries spread over its pool.
+    # Those are bounded by the threads, which are checked on their own; this count is where a
+    # leaked socket or file shows.
+    other_fds: int = 0
 
 
 @dataclass
 class ProcessResources:
-    """The first and latest samples of one process (pid) of a worker."""
+    """Every sample of one process (pid) of a worker, oldest first."""
 
     name: str
     pid: int
     started_s: float
-    first: ResourceSample | None = None
-    last: ResourceSample | None = None
-    peak_rss_mb: float = 0.0
+    samples: list[ResourceSample] = field(default_factory=list)
+
+    @property
+    def first(self) -> ResourceSample | None:
+        return self.samples[0] if self.samples else None
+
+    @property
+    def last(self) -> ResourceSample | None:
+        return self.samples[-1] if self.samples else None
+
+    @property
+    def midlife(self) -> ResourceSample | None:
+        """The first sample at or past half the sampled lifetime: the baseline of the descriptor
+        and thread checks.
+        A leak keeps growing, so it grows over the second half too; a pool or cache that fills
+        once, early (chDB's thread pool grows to its peak concurrency and keeps idle threads),
+        does not."""
+        if self.first is None or self.last is None:
+            return None
+        half = self.first.at_s + self.lifetime_s / 2
+        return next(sample for sample in self.samples if sample.at_s >= half)
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return max((sample.rss_mb for sample in self.samples), default=0.0)
 
     @property
     def lifetime_s(self) -> float:
@@ -179,11 +209,24 @@ def sample_process(pid: int, at_s: float) -> ResourceSample | None:
     proc = Path("/proc") / str(pid)
     try:
         status = (proc / "status").read_text()
-        fds = len(list((proc / "fd").iterdir()))
+        targets = [_link_target(fd) for fd in (proc / "fd").iterdir()]
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     if "VmRSS" not in fields:  # a zombie
         return None
     rss_kb = int(fields["VmRSS"].split()[0])
-    return ResourceSample(at_s, rss_kb / 1024.0, fds, int(fields["Threads"].strip()))
+    thread_stats = sum(1 for target in targets if _THREAD_STATS.match(target))
+    return ResourceSample(
+        at_s, rss_kb / 1024.0, len(targets), int(fields["Threads"].strip()), len(targets) - thread_stats
+    )
+
+
+_THREAD_STATS = re.compile(r"^/proc/\d+/task/\d+/(stat|schedstat|io)$")
+
+
+def _link_target(fd: Path) -> str:
+    try:
+        return os.readlink(fd)
+    except OSError:  # closed since the directory was listed
+        return ""

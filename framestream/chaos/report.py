@@ -18,7 +18,10 @@ from framestream.chaos.schedule import FaultKind
 CRASH_LOOP_EXITS = 3  # exits of one worker on its own ...
 CRASH_LOOP_WINDOW_S = 300.0  # ... within this long are a crash loop
 # A worker process that ran at least RESOURCE_MIN_LIFETIME_S leaks if it ends with more than
-# RSS_GROWTH x its first RSS + RSS_SLACK_MB, or FD_SLACK more descriptors, or THREAD_SLACK more threads.
+# RSS_GROWTH x its first RSS + RSS_SLACK_MB, or if over the second half of its life (from its
+# mid-life sample to its last: ProcessResources.midlife says why) it gained more than FD_SLACK
+# descriptors (chDB's per-thread /proc statistics files aside: ResourceSample.other_fds) or
+# THREAD_SLACK threads.
 RESOURCE_MIN_LIFETIME_S = 600.0
 RSS_GROWTH, RSS_SLACK_MB, FD_SLACK, THREAD_SLACK = 1.5, 100.0, 50, 20
 
@@ -50,17 +53,18 @@ def crash_loops(run: ChaosRun) -> list[Violation]:
 def resource_leaks(run: ChaosRun) -> list[Violation]:
     found = []
     for res in run.resources.values():
-        if res.first is None or res.last is None or res.lifetime_s < RESOURCE_MIN_LIFETIME_S:
+        first, base, last = res.first, res.midlife, res.last
+        if first is None or base is None or last is None or res.lifetime_s < RESOURCE_MIN_LIFETIME_S:
             continue
-        first, last = res.first, res.last
         if last.rss_mb > RSS_GROWTH * first.rss_mb + RSS_SLACK_MB:
             found.append(
                 Violation("memory", f"{res.name} pid {res.pid}: RSS {first.rss_mb:.0f} -> {last.rss_mb:.0f} MB")
             )
-        if last.fds > first.fds + FD_SLACK:
-            found.append(Violation("fds", f"{res.name} pid {res.pid}: {first.fds} -> {last.fds} descriptors"))
-        if last.threads > first.threads + THREAD_SLACK:
-            found.append(Violation("threads", f"{res.name} pid {res.pid}: {first.threads} -> {last.threads} threads"))
+        where = f"{res.name} pid {res.pid}, {base.at_s:.0f}s -> {last.at_s:.0f}s"
+        if last.other_fds > base.other_fds + FD_SLACK:
+            found.append(Violation("fds", f"{where}: {base.other_fds} -> {last.other_fds} descriptors"))
+        if last.threads > base.threads + THREAD_SLACK:
+            found.append(Violation("threads", f"{where}: {base.threads} -> {last.threads} threads"))
     return found
 
 
@@ -129,9 +133,15 @@ def _resources(res) -> dict[str, object]:  # noqa: ANN001 - monitor.ProcessResou
         "rss_mb_start": round(res.first.rss_mb, 1),
         "rss_mb_end": round(res.last.rss_mb, 1),
         "rss_mb_peak": round(res.peak_rss_mb, 1),
+        "rss_mb_midlife": round(res.midlife.rss_mb, 1),
         "fds_start": res.first.fds,
+        "fds_midlife": res.midlife.fds,
         "fds_end": res.last.fds,
+        "other_fds_start": res.first.other_fds,
+        "other_fds_midlife": res.midlife.other_fds,
+        "other_fds_end": res.last.other_fds,
         "threads_start": res.first.threads,
+        "threads_midlife": res.midlife.threads,
         "threads_end": res.last.threads,
     }
 
@@ -164,12 +174,17 @@ def print_report(document: dict[str, object]) -> None:
         f"lag checks {document['lag_checks']}"
     )
     print(f"exits not caused by the harness: {document['crashes_by_worker'] or 'none'}")
-    print("\nworker (longest-lived process)  lifetime s   RSS MB start -> end (peak)   fds      threads")
+    print(
+        "\nworker (longest-lived)  lifetime s  RSS MB start -> mid -> end (peak)"
+        "   fds start -> mid -> end (not /proc stats)   threads start -> mid -> end"
+    )
     for res in longest_lived(document["resources"]):  # type: ignore[arg-type]
         print(
-            f"  {res['worker']:<29} {res['lifetime_s']:>10} {res['rss_mb_start']:>9} -> {res['rss_mb_end']:<6}"
-            f" ({res['rss_mb_peak']})    {res['fds_start']:>3} -> {res['fds_end']:<4}"
-            f" {res['threads_start']:>3} -> {res['threads_end']}"
+            f"  {res['worker']:<21} {res['lifetime_s']:>10}  {res['rss_mb_start']:>6} -> {res['rss_mb_midlife']}"
+            f" -> {res['rss_mb_end']} ({res['rss_mb_peak']})"
+            f"   {res['fds_start']} -> {res['fds_midlife']} -> {res['fds_end']}"
+            f" ({res['other_fds_start']} -> {res['other_fds_midlife']} -> {res['other_fds_end']})"
+            f"   {res['threads_start']} -> {res['threads_midlife']} -> {res['threads_end']}"
         )
     violations = document["violations"]
     print(f"\nviolations: {len(violations)}")  # type: ignore[arg-type]

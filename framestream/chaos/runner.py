@@ -315,6 +315,4 @@ class ChaosRun:
             sample = sample_process(pid, self.now())
             if sample is None:
                 continue
-            tracked.first = tracked.first or sample
-            tracked.last = sample
-            tracked.peak_rss_mb = max(tracked.peak_rss_mb, sample.rss_mb)
+            tracked.samples.append(sample)
