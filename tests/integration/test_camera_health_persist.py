@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,19 +10,11 @@ from framestream.settings import REPO_ROOT, KafkaSettings
 from streams.ingest.cameras import Camera, SyntheticSource
 from streams.ingest.producer import CameraIngest
 from streams.topics import TopicNames
-from tests.fixtures.clickhouse import ClickHouseTarget
-from tests.integration.workers import WorkerProcess, WorkerStore, worker_env, worker_store
+from tests.integration.workers import WorkerProcess, WorkerStore, worker_env
 
 pytestmark = pytest.mark.integration
 
 FRAMES = 20
-
-
-@pytest.fixture
-def store(clickhouse_target: ClickHouseTarget, tmp_path: Path) -> Iterator[WorkerStore]:
-    store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
-    yield store
-    store.drop()
 
 
 def test_health_reports_are_stored_by_the_persist_stage(

@@ -25,7 +25,7 @@ from framestream.training.onnx_parts import labels_of, read_metadata
 from processors.classifier import INPUT_NAME, OUTPUT_NAME, Classification, classify_batch
 from schemas import FrameMeta
 from streams.topics import TopicNames, delete_topics
-from tests.integration.workers import WorkerProcess, WorkerStore, read_topic, worker_env, worker_store
+from tests.integration.workers import WorkerProcess, WorkerStore, read_topic, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -65,13 +65,6 @@ def classifier_triton(model_repository: Path, tmp_path_factory: pytest.TempPathF
     log_file = tmp_path_factory.mktemp("triton-line") / "tritonserver.log"
     with LocalTriton(model_repository, REPO / ".venv-triton", log_file=log_file) as triton:
         yield triton.grpc_url
-
-
-@pytest.fixture
-def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: ANN001 - tests.fixtures.clickhouse
-    store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
-    yield store
-    store.drop()
 
 
 def production_line(tmp_path: Path) -> Path:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from processors.image_stats import image_stats
 from schemas import FrameMeta, ImageStats
 from schemas.model_alerts import ModelAlert
 from streams.topics import TopicNames, delete_topics
-from tests.integration.workers import FrameProducer, WorkerProcess, WorkerStore, read_topic, worker_env, worker_store
+from tests.integration.workers import FrameProducer, WorkerProcess, WorkerStore, read_topic, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~2-3 min on the 2-core machine
 
@@ -57,13 +56,6 @@ rules:
     min_score: 0.35
     cooldown_s: 3600
 """
-
-
-@pytest.fixture
-def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: ANN001 - tests.fixtures.clickhouse
-    store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
-    yield store
-    store.drop()
 
 
 def frame_image(camera: str, seq: int, rng: np.random.Generator) -> np.ndarray:

@@ -12,7 +12,6 @@ moves (it rides the cable car) and the film is grainy, so this is a hard case fo
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from framestream.bench.tracking import START
 from framestream.settings import KafkaSettings
 from schemas import FrameMeta
 from streams.topics import TopicNames, delete_topics
-from tests.integration.workers import FrameProducer, WorkerProcess, WorkerStore, worker_env, worker_store
+from tests.integration.workers import FrameProducer, WorkerProcess, WorkerStore, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -50,13 +49,6 @@ track_rules:
     direction: in
 """
 MAX_SWITCHES_PER_100 = 15.0  # measured 8 on this segment (4 likely switches in 50 frames)
-
-
-@pytest.fixture
-def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: ANN001 - tests.fixtures.clickhouse
-    store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
-    yield store
-    store.drop()
 
 
 @pytest.fixture(scope="module")

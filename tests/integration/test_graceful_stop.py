@@ -10,7 +10,6 @@ Here the flush interval is a minute, so rows are always buffered when the signal
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,11 @@ import pytest
 from framestream.settings import KafkaSettings
 from streams.topics import TopicNames
 from tests.factories import make_detection, make_frame_detections
-from tests.integration.workers import FrameProducer, WorkerProcess, WorkerStore, worker_env, worker_store
+from tests.integration.workers import FrameProducer, WorkerProcess, WorkerStore, worker_env
 
 pytestmark = pytest.mark.integration
 
 RECORDS = 12
-
-
-@pytest.fixture
-def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: ANN001 - tests.fixtures.clickhouse
-    store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
-    yield store
-    store.drop()
 
 
 def test_sigterm_with_rows_buffered_stores_them_and_exits_cleanly(

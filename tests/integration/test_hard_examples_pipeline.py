@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,7 +37,6 @@ from tests.integration.workers import (
     read_topic,
     wait_until,
     worker_env,
-    worker_store,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # 45-130 s on the shared 2-core machine
@@ -54,13 +52,6 @@ SETTINGS = {
     "FRAMESTREAM_HARD_EXAMPLES_RARE_FRACTION": "0.3",
 }
 REVIEWED = "cam-person:1"
-
-
-@pytest.fixture
-def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: ANN001 - tests.fixtures.clickhouse
-    store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
-    yield store
-    store.drop()
 
 
 def framestream(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -32,7 +32,6 @@ from tests.integration.workers import (
     read_topic,
     wait_until,
     worker_env,
-    worker_store,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -80,13 +79,6 @@ def kafka(broker: LocalKafka) -> KafkaSettings:
     )
     create_deployment_topics(settings)  # the frames topic exists: kept as it is
     return settings
-
-
-@pytest.fixture
-def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: ANN001 - tests.fixtures.clickhouse
-    store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
-    yield store
-    store.drop()
 
 
 @pytest.fixture

@@ -26,20 +26,13 @@ import pytest
 from framestream.services.triton import LocalTriton
 from framestream.settings import KafkaSettings
 from streams.topics import TopicNames
-from tests.integration.workers import FrameFeed, WorkerProcess, WorkerStore, wait_until, worker_env, worker_store
+from tests.integration.workers import FrameFeed, WorkerProcess, WorkerStore, wait_until, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 CAMERAS = {"cam-a": "dog", "cam-b": "person", "cam-c": "horses", "cam-d": "kite"}
 MAX_ROUNDS = 400  # the feed runs until the test stops it, some frames after the rollback
-
-
-@pytest.fixture
-def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: ANN001 - tests.fixtures.clickhouse
-    store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
-    yield store
-    store.drop()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,6 @@ from tests.integration.workers import (
     camera_frames,
     read_topic,
     worker_env,
-    worker_store,
 )
 
 pytestmark = pytest.mark.integration
@@ -75,13 +73,6 @@ UNDECODABLE_VALUE = b"\xff\xd8\xff\xe0 truncated: not a JPEG after all"
 # Written straight to the downstream topics, as a misbehaving producer would.
 BAD_DETECTIONS_VALUE = b'{"schema_version": 1, "event_id": "cam-x:1"'
 BAD_DEAD_LETTER_VALUE = b"\x00not json at all"
-
-
-@pytest.fixture
-def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: ANN001 - tests.fixtures.clickhouse
-    store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
-    yield store
-    store.drop()
 
 
 def push_frames(kafka: KafkaSettings, topics: TopicNames) -> int:

@@ -52,7 +52,6 @@ from tests.integration.workers import (
     records_in,
     wait_until,
     worker_env,
-    worker_store,
 )
 
 pytestmark = pytest.mark.integration
@@ -85,13 +84,6 @@ def expected_alerts() -> set[str]:
     person = {f"person-seen:{camera}:{seq}" for camera in ("cam-a", "cam-c") for seq in seqs if seq % 4 == 0}
     dog = {f"dog-seen:{camera}:{seq}" for camera in ("cam-a", "cam-b") for seq in seqs if seq % 6 == 0}
     return person | dog
-
-
-@pytest.fixture
-def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: ANN001 - tests.fixtures.clickhouse
-    store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
-    yield store
-    store.drop()
 
 
 @pytest.fixture

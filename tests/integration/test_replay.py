@@ -7,7 +7,6 @@ a restarted worker. Every table, with and without FINAL, and every rollup must c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from framestream.settings import KafkaSettings
 from schemas import DeadLetter
 from streams.topics import TopicNames
 from tests.factories import capture_time, make_alert, make_dead_letter, make_detection, make_frame_detections
-from tests.integration.workers import FrameProducer, WorkerProcess, WorkerStore, worker_env, worker_store
+from tests.integration.workers import FrameProducer, WorkerProcess, WorkerStore, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -68,13 +67,6 @@ def counts(store: WorkerStore) -> dict[str, object]:
         return {name: client.query(sql).result_rows[0][0] for name, sql in COUNT_QUERIES.items()}
     finally:
         client.close()
-
-
-@pytest.fixture
-def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: ANN001 - tests.fixtures.clickhouse
-    store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
-    yield store
-    store.drop()
 
 
 def persist_everything(worker: WorkerProcess, at_least: dict[str, int]) -> None:

@@ -10,7 +10,6 @@ then agrees only partly, on the same frames.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,6 @@ from tests.integration.workers import (
     camera_frames,
     read_topic,
     worker_env,
-    worker_store,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -33,13 +31,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CAMERAS = {"cam-person": "person", "cam-dog": "dog", "cam-horses": "horses"}
 FRAMES_PER_CAMERA = 4
 SAMPLE_EVERY = 2  # frames 0 and 2 of each camera
-
-
-@pytest.fixture
-def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: ANN001 - tests.fixtures.clickhouse
-    store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
-    yield store
-    store.drop()
 
 
 def run_shadow(

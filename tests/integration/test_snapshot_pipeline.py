@@ -11,7 +11,6 @@ ClickHouse's alert rows must hold the same URLs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -30,7 +29,6 @@ from tests.integration.workers import (
     camera_frames,
     read_topic,
     worker_env,
-    worker_store,
 )
 from tests.unit.test_faces import ASTRONAUT_FACE, PHOTOS, sharpness
 
@@ -48,13 +46,6 @@ rules:
 CAMERAS = {"cam-private": "astronaut", "cam-open": "astronaut"}
 # Cooldown 60 s over 1 s of frames: one alert per camera, on its first frame.
 EXPECTED_ALERTS = {"person-in-zone:cam-private:0", "person-in-zone:cam-open:0"}
-
-
-@pytest.fixture
-def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: ANN001 - tests.fixtures.clickhouse
-    store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
-    yield store
-    store.drop()
 
 
 def face(image: np.ndarray) -> np.ndarray:

@@ -16,7 +16,6 @@ crossing counts are the scene's ground truth, and every track alert is one per t
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,7 +36,6 @@ from tests.integration.workers import (
     WorkerStore,
     read_topic,
     worker_env,
-    worker_store,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -74,13 +72,6 @@ track_rules:
     above: 2
 """
 NO_COMMITS = {"FRAMESTREAM_WORKER_COMMIT_INTERVAL_S": "60"}
-
-
-@pytest.fixture
-def store(clickhouse_target, tmp_path: Path) -> Iterator[WorkerStore]:  # noqa: ANN001 - tests.fixtures.clickhouse
-    store = worker_store(clickhouse_target.dsn, clickhouse_target.embedded, tmp_path)
-    yield store
-    store.drop()
 
 
 def scene_frames() -> list[tuple[FrameMeta, bytes]]:
