@@ -43,15 +43,7 @@ class ServedClassification:
 class ClassifierClient(TritonModelClient):
     """A served classifier model; at most ``max_in_flight`` requests outstanding at once."""
 
-    def __init__(
-        self,
-        url: str,
-        model_name: str = "defects",
-        max_in_flight: int = 4,
-        timeout_s: float = 30.0,
-        tls_ca_file: Path | None = None,
-    ) -> None:
-        super().__init__(url, model_name, max_in_flight, timeout_s, tls_ca_file)
+    DEFAULT_MODEL = "defects"
 
     async def classify(self, images: Sequence[bytes]) -> list[ServedClassification]:
         """The images as rows of requests of at most MAX_BATCH rows; one bad image rejects its request."""

@@ -11,7 +11,6 @@ Errors are the detector client's two kinds (``streams.inference``): ``InferenceR
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 import cv2
@@ -33,10 +32,7 @@ OUTPUT_NAMES = ("NUM_FACES", "BOXES", "SCORES")
 class FaceDetectorClient(TritonModelClient):
     """The served ``face_detector``: one request per image (Triton batches concurrent ones)."""
 
-    def __init__(
-        self, url: str, model_name: str = FACE_MODEL, timeout_s: float = 30.0, tls_ca_file: Path | None = None
-    ) -> None:
-        super().__init__(url, model_name, timeout_s=timeout_s, tls_ca_file=tls_ca_file)
+    DEFAULT_MODEL = FACE_MODEL
 
     async def detect(self, image: bytes, score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> FaceDetections:
         """The faces in one encoded image (one request; Triton batches concurrent ones)."""

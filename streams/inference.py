@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import ClassVar, Self, TypeVar
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -113,12 +113,14 @@ def open_grpc_client(url: str, tls_ca_file: Path | None = None) -> grpcclient.In
 class TritonModelClient:
     """What every stage's client of one Triton model shares: one gRPC channel, opened on first use
     inside the running event loop (``open_grpc_client``), at most ``max_in_flight`` requests at once,
-    and closing. Subclasses add the model's own requests."""
+    and closing. Subclasses name their model (``DEFAULT_MODEL``) and add its requests."""
+
+    DEFAULT_MODEL: ClassVar[str]
 
     def __init__(
         self,
         url: str,
-        model_name: str,
+        model_name: str | None = None,
         max_in_flight: int = 4,
         timeout_s: float = 30.0,
         tls_ca_file: Path | None = None,
@@ -126,7 +128,7 @@ class TritonModelClient:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self.url = url
-        self.model_name = model_name
+        self.model_name = model_name or self.DEFAULT_MODEL
         self.timeout_s = timeout_s
         self.tls_ca_file = tls_ca_file
         self._semaphore = asyncio.Semaphore(max_in_flight)
@@ -154,15 +156,7 @@ class TritonModelClient:
 class DetectorClient(TritonModelClient):
     """The served ``detector``; at most ``max_in_flight`` requests outstanding at once."""
 
-    def __init__(
-        self,
-        url: str,
-        model_name: str = "detector",
-        max_in_flight: int = 4,
-        timeout_s: float = 30.0,
-        tls_ca_file: Path | None = None,
-    ) -> None:
-        super().__init__(url, model_name, max_in_flight, timeout_s, tls_ca_file)
+    DEFAULT_MODEL = "detector"
 
     async def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Wait until the server and the model are ready; InferenceUnavailable after timeout_s."""

@@ -141,7 +141,7 @@ class SnapshotTaker:
             )
         triton = context.settings.triton
         self.faces = faces or FaceDetectorClient(
-            triton_url, self.settings.face_model, triton.timeout_s, tls_ca_file=triton.tls_ca_file
+            triton_url, self.settings.face_model, timeout_s=triton.timeout_s, tls_ca_file=triton.tls_ca_file
         )
         self.blurrer = FaceBlurrer(
             self.faces, self.privacy, retry=self.retry, score_threshold=self.settings.face_score_threshold

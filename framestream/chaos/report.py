@@ -126,24 +126,14 @@ def build_report(
 
 
 def _resources(res) -> dict[str, object]:  # noqa: ANN001 - monitor.ProcessResources
-    return {
-        "worker": res.name,
-        "pid": res.pid,
-        "lifetime_s": round(res.lifetime_s, 1),
-        "rss_mb_start": round(res.first.rss_mb, 1),
-        "rss_mb_end": round(res.last.rss_mb, 1),
-        "rss_mb_peak": round(res.peak_rss_mb, 1),
-        "rss_mb_midlife": round(res.midlife.rss_mb, 1),
-        "fds_start": res.first.fds,
-        "fds_midlife": res.midlife.fds,
-        "fds_end": res.last.fds,
-        "other_fds_start": res.first.other_fds,
-        "other_fds_midlife": res.midlife.other_fds,
-        "other_fds_end": res.last.other_fds,
-        "threads_start": res.first.threads,
-        "threads_midlife": res.midlife.threads,
-        "threads_end": res.last.threads,
-    }
+    points = {"start": res.first, "midlife": res.midlife, "end": res.last}
+    figures: dict[str, object] = {"worker": res.name, "pid": res.pid, "lifetime_s": round(res.lifetime_s, 1)}
+    for field_name in ("rss_mb", "fds", "other_fds", "threads"):
+        for point, sample in points.items():
+            value = getattr(sample, field_name)
+            figures[f"{field_name}_{point}"] = round(value, 1) if field_name == "rss_mb" else value
+    figures["rss_mb_peak"] = round(res.peak_rss_mb, 1)
+    return figures
 
 
 def longest_lived(resources: list[dict[str, object]]) -> list[dict[str, object]]:
