@@ -107,7 +107,9 @@ FRAME_TIMES_SQL = """
 SELECT count(), avg(ingest_ms), avg(queue_ms), avg(batch_wait_ms), avg(triton_ms), avg(detect_latency_ms),
        avg(store_latency_ms), quantileExact(0.5)(store_latency_ms), quantileExact(0.95)(store_latency_ms),
        quantileExact(0.95)(detect_latency_ms), quantileExact(0.95)(triton_ms), quantileExact(0.5)(detect_latency_ms),
-       toUnixTimestamp64Milli(max(stored_at)) / 1000.0
+       toUnixTimestamp64Milli(max(stored_at)) / 1000.0,
+       quantileExact(0.95)(ingest_ms), quantileExact(0.95)(queue_ms), quantileExact(0.95)(batch_wait_ms),
+       quantileExact(0.95)(store_latency_ms - detect_latency_ms)
 FROM {database}.frames WHERE startsWith(camera_id, {{label:String}})
 """
 
@@ -129,6 +131,22 @@ class FrameTimes:
     triton_p95_ms: float
     detected_p50_ms: float
     last_stored_at: float  # epoch seconds: when the label's last row went in
+    # p95 of each recorded step, to tell which one a tail of captured -> detections/stored comes from
+    ingest_p95_ms: float  # captured -> produced
+    queue_p95_ms: float  # produced -> picked up by detect
+    batch_wait_p95_ms: float
+    after_detect_p95_ms: float  # detections made -> row stored
+
+    def p95_steps(self) -> dict[str, float]:
+        return {
+            "captured -> produced": self.ingest_p95_ms,
+            "queue: produce -> detect pickup": self.queue_p95_ms,
+            "batch wait": self.batch_wait_p95_ms,
+            "Triton round trip": self.triton_p95_ms,
+            "detections made -> stored": self.after_detect_p95_ms,
+            "captured -> detections (total)": self.detected_p95_ms,
+            "captured -> stored (total)": self.stored_p95_ms,
+        }
 
 
 def frame_times(client: object, database: str, labels: list[str]) -> dict[str, FrameTimes]:

@@ -87,6 +87,7 @@ class Report:
                 "triton_p95_ms": round(paced.times.triton_p95_ms, 1),
                 "triton_server_ms_mean": None if server_ms is None else round(server_ms, 2),
                 "time_ms_mean": steps(paced),
+                "time_ms_p95": {name: round(value, 1) for name, value in paced.times.p95_steps().items()},
             }
         return figures
 
@@ -162,6 +163,8 @@ def print_report(report: Report) -> None:
             f"captured -> stored p95 {paced['stored_p95_ms']} ms"
         )  # type: ignore[index]
         _print_steps(paced["time_ms_mean"])  # type: ignore[index]
+        print("  p95 of each step (per frame, from the frames table):")
+        _print_steps(paced["time_ms_p95"])  # type: ignore[index]
 
 
 def _print_steps(values: dict[str, float | None]) -> None:

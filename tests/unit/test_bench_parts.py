@@ -128,7 +128,12 @@ def test_triton_statistics_per_request_and_the_steps_of_a_frame() -> None:
         triton_p95_ms=20.0,
         detected_p50_ms=44.0,
         last_stored_at=0.0,
+        ingest_p95_ms=0.2,
+        queue_p95_ms=30.0,
+        batch_wait_p95_ms=9.0,
+        after_detect_p95_ms=350.0,
     )
+    assert times.p95_steps()["detections made -> stored"] == 350.0
     steps = dict(breakdown.steps(times, breakdown.WindowTimes(3.0, 4.0, 30.0, 25.0, {"detector": window})))
     assert steps["gRPC + client (Triton round trip - server)"] == pytest.approx(3.0)
     assert steps["persist: consume + wait for flush"] == pytest.approx(300.0 - 45.0 - 4.0 - 25.0)
